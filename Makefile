@@ -1,0 +1,51 @@
+# kafka-ner-worker: every command installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv lint typecheck kafka-start kafka-stop deploy-tools model bench-decode clean
+
+# The demo: local broker, sample documents, the worker on the shipped CPU model, results printed.
+demo: $(STAMP)
+	$(BIN)/python tools/demo.py
+
+# The whole suite: unit, decoding parity, integration on the real broker, deployment tools.
+test: $(STAMP) deploy-tools
+	$(BIN)/ruff check worker tests tools bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests tools bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+kafka-start: $(STAMP)
+	tools/kafka/kafka-local.sh start
+
+kafka-stop:
+	tools/kafka/kafka-local.sh stop
+
+deploy-tools: $(STAMP)
+	tools/install_deploy_tools.sh
+
+# Re-make the shipped demo model (a few minutes on 2 CPU cores).
+model: $(STAMP)
+	$(BIN)/python tools/train_tiny_ner.py
+
+bench-decode: $(STAMP)
+	$(BIN)/python bench/decode_bench.py
+
+clean:
+	tools/kafka/kafka-local.sh stop || true
+	rm -rf .cache $(VENV)

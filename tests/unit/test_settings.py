@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from worker.settings import Secret, SettingsError, env_name, load_settings, setting_fields
+
+
+def test_defaults_load_from_an_empty_environment() -> None:
+    settings = load_settings({})
+    assert settings.engine == "hf"
+    assert settings.ignore_labels == ("O",)
+    assert Path(settings.model, "config.json").is_file()
+
+
+def test_values_are_converted_to_their_types() -> None:
+    settings = load_settings({
+        "NER_MAX_BATCH_DOCUMENTS": "8", "NER_MAX_BATCH_WAIT_MS": "0", "NER_VLLM_ENFORCE_EAGER": "false",
+        "NER_IGNORE_LABELS": "O, MISC", "NER_AGGREGATION": "first", "NER_DRAIN_TIMEOUT_S": "2.5",
+    })
+    assert settings.max_batch_documents == 8
+    assert settings.max_batch_wait_ms == 0
+    assert settings.vllm_enforce_eager is False
+    assert settings.ignore_labels == ("O", "MISC")
+    assert settings.aggregation == "first"
+    assert settings.drain_timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"NER_MAX_BATCH_DOCUMENTS": "many"}, "NER_MAX_BATCH_DOCUMENTS"),
+        ({"NER_MAX_BATCH_DOCUMENTS": "0"}, "NER_MAX_BATCH_DOCUMENTS"),
+        ({"NER_ENGINE": "tensorrt"}, "NER_ENGINE"),
+        ({"NER_VLLM_ENFORCE_EAGER": "maybe"}, "NER_VLLM_ENFORCE_EAGER"),
+        ({"NER_MAX_BACH_DOCUMENTS": "8"}, "NER_MAX_BACH_DOCUMENTS"),
+        ({"NER_ENGINE": "remote"}, "NER_REMOTE_URL"),
+        ({"NER_INPUT_TOPIC": "same", "NER_OUTPUT_TOPIC": "same"}, "NER_INPUT_TOPIC"),
+        ({"NER_SECURITY_PROTOCOL": "SASL_SSL"}, "NER_SASL_USERNAME"),
+        ({"NER_SSL_CAFILE": "/nonexistent/ca.pem"}, "NER_SSL_CAFILE"),
+        ({"NER_HTTP_PORT": "70000"}, "NER_HTTP_PORT"),
+    ],
+)
+def test_a_bad_setting_fails_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_settings(env)
+
+
+def test_secret_from_a_file_is_read_and_never_shown(tmp_path: Path) -> None:
+    secret_file = tmp_path / "password"
+    secret_file.write_text("s3cr3t-value\n")
+    settings = load_settings({
+        "NER_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "NER_SASL_USERNAME": "alice",
+        "NER_SASL_PASSWORD_FILE": str(secret_file),
+    })
+    assert settings.sasl_password == Secret("s3cr3t-value")
+    assert "s3cr3t-value" not in repr(settings)
+    assert settings.kafka_security_kwargs()["sasl_plain_password"] == "s3cr3t-value"
+
+
+def test_secret_given_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "p").write_text("x")
+    with pytest.raises(SettingsError, match="NER_SASL_PASSWORD"):
+        load_settings({"NER_SASL_PASSWORD": "x", "NER_SASL_PASSWORD_FILE": str(tmp_path / "p")})
+
+
+def test_every_field_is_documented() -> None:
+    for field in setting_fields():
+        assert field.metadata.get("doc"), f"{env_name(field.name)} has no documentation"

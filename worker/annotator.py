@@ -1,0 +1,91 @@
+"""Texts in, entities out: tokenizer, engine and decoder behind one object.
+
+The stream, the offline annotator and the HTTP server all annotate through this class, so the
+three give the same entities for the same text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from worker.engine import Engine, create_engine
+from worker.records import TOO_LARGE, TOO_MANY_ENTITIES, Rejection
+from worker.settings import Settings
+from worker.text.decode import Entity, EntityDecoder
+from worker.text.tokenize import DocumentTokenizer, EncodedText, TooLarge
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    entities: list[list[Entity] | Rejection]
+    engine_seconds: float
+    windows: int
+    tokens: int
+
+
+class Annotator:
+    def __init__(self, engine: Engine, tokenizer: DocumentTokenizer, decoder: EntityDecoder,
+                 *, max_entities: int) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.decoder = decoder
+        self.max_entities = max_entities
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Annotator:
+        engine = engine if engine is not None else create_engine(settings)
+        tokenizer = DocumentTokenizer.from_pretrained(
+            settings.model,
+            max_length=engine.max_length if not settings.max_length else min(settings.max_length, engine.max_length),
+            stride=settings.stride,
+            max_document_tokens=settings.max_document_tokens,
+        )
+        decoder = EntityDecoder(
+            engine.id2label,
+            aggregation=settings.aggregation,
+            ignore_labels=settings.ignore_labels,
+            scores=engine.scores,
+        )
+        return cls(engine, tokenizer, decoder, max_entities=settings.max_entities_per_document)
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.name
+
+    def tokenize(self, texts: Sequence[str]) -> list[EncodedText | Rejection]:
+        encoded: list[EncodedText | Rejection] = []
+        for item in self.tokenizer.encode(texts):
+            if isinstance(item, TooLarge):
+                encoded.append(Rejection(TOO_LARGE, str(item)))
+            else:
+                encoded.append(item)
+        return encoded
+
+    async def annotate_encoded(self, documents: Sequence[EncodedText]) -> BatchResult:
+        """One engine call for every window of every document, then decoding."""
+        windows = [window for doc in documents for window in doc.windows]
+        started = time.perf_counter()
+        scores = await self.engine.classify(windows) if windows else []
+        engine_seconds = time.perf_counter() - started
+        results: list[list[Entity] | Rejection] = []
+        position = 0
+        for doc in documents:
+            doc_scores = scores[position : position + len(doc.windows)]
+            position += len(doc.windows)
+            entities = self.decoder.decode(doc, doc_scores)
+            if len(entities) > self.max_entities:
+                results.append(Rejection(
+                    TOO_MANY_ENTITIES, f"{len(entities)} entities; the limit is {self.max_entities}"))
+            else:
+                results.append(entities)
+        return BatchResult(results, engine_seconds, len(windows), sum(len(w) for w in windows))
+
+    async def annotate(self, texts: Sequence[str]) -> list[list[Entity] | Rejection]:
+        """Tokenize and annotate; each text gets its entities or the reason it has none."""
+        encoded = self.tokenize(texts)
+        valid = [item for item in encoded if isinstance(item, EncodedText)]
+        batch = await self.annotate_encoded(valid)
+        annotated = iter(batch.entities)
+        return [item if isinstance(item, Rejection) else next(annotated) for item in encoded]

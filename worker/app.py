@@ -1,0 +1,187 @@
+"""``ner-worker run``: wire settings, engine, Kafka clients, HTTP endpoints and the stream loop.
+
+Start-up order matters: the engine loads first (slow, and pointless to join the group before),
+then the Kafka clients connect (with a bounded retry), the topics are checked, and only then the
+consumer subscribes. SIGTERM/SIGINT stop intake, drain in-flight work, commit, leave the group
+and exit within ``NER_DRAIN_TIMEOUT_S`` plus a small margin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from worker import __version__
+from worker.annotator import Annotator
+from worker.http import HealthServer
+from worker.metrics import WorkerMetrics
+from worker.settings import Settings
+from worker.stream.publisher import Publisher
+from worker.stream.runner import StreamRunner
+
+log = logging.getLogger(__name__)
+
+_MONITOR_INTERVAL_S = 5.0
+_STALL_LIMIT_S = 60.0
+_SHUTDOWN_MARGIN_S = 10.0
+
+
+class StartupError(RuntimeError):
+    """The worker cannot start; the message names the cause."""
+
+
+async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None) -> None:
+    metrics = metrics or WorkerMetrics()
+    metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
+    state = _ReadyState()
+    runner_ref: list[StreamRunner] = []
+    http = HealthServer(
+        metrics.registry,
+        health=lambda: {"event_loop": True, "main_loop": state.loop_alive(runner_ref)},
+        readiness=lambda: state.checks(runner_ref),
+        host=settings.http_host,
+        port=settings.http_port,
+    )
+    if settings.http_port:
+        await http.start()
+    annotator = Annotator.from_settings(settings)
+    log.info("loading engine %s with model %s", settings.engine, settings.model)
+    await annotator.engine.start()
+    state.engine = annotator.engine
+    common: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
+                              **settings.kafka_security_kwargs()}
+    producer = AIOKafkaProducer(
+        client_id=f"{settings.client_id}-producer", enable_idempotence=True, acks="all", linger_ms=5,
+        **common,
+    )
+    consumer = AIOKafkaConsumer(
+        client_id=f"{settings.client_id}-consumer", group_id=settings.group_id, enable_auto_commit=False,
+        auto_offset_reset=settings.auto_offset_reset, isolation_level="read_committed",
+        session_timeout_ms=settings.session_timeout_ms, max_poll_interval_ms=settings.max_poll_interval_ms,
+        **common,
+    )
+    stop_requested = asyncio.Event()
+    _install_signal_handlers(stop_requested)
+    try:
+        await _connect(producer, consumer, settings)
+        partitions = await _partition_counts(producer, settings)
+        state.broker_reachable = True
+        publisher = Publisher(producer, settings, metrics, output_partitions=partitions[settings.output_topic],
+                              dead_letter_partitions=partitions[settings.dead_letter_topic])
+        runner = StreamRunner(settings, consumer, publisher, annotator, metrics)
+        runner_ref.append(runner)
+        consumer.subscribe([settings.input_topic], listener=runner.listener())
+        monitor = asyncio.create_task(_monitor(consumer, runner, metrics, state))
+        run_task = asyncio.create_task(runner.run())
+        stop_wait = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait({run_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not run_task.done():
+            log.info("stop requested: draining in-flight work (at most %.1fs)", settings.drain_timeout_s)
+            runner.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(run_task), settings.drain_timeout_s + _SHUTDOWN_MARGIN_S)
+        finally:
+            stop_wait.cancel()
+            monitor.cancel()
+    finally:
+        state.engine = None
+        await _stop_quietly(consumer.stop(), "consumer")  # leaves the group: partitions move at once
+        await _stop_quietly(producer.stop(), "producer")
+        await annotator.engine.close()
+        await http.close()
+
+
+async def _connect(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, settings: Settings) -> None:
+    """Start both clients, retrying an unreachable broker until ``connect_retry_timeout_s``."""
+    deadline = time.monotonic() + settings.connect_retry_timeout_s
+    delay = 0.5
+    for client, name in ((producer, "producer"), (consumer, "consumer")):
+        while True:
+            try:
+                await client.start()
+                break
+            except KafkaError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StartupError(
+                        f"cannot connect the {name} to NER_KAFKA_BOOTSTRAP_SERVERS="
+                        f"{settings.kafka_bootstrap_servers}: {exc}"
+                    ) from None
+                log.warning("%s cannot reach the broker yet (%s); retrying", name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+async def _partition_counts(producer: AIOKafkaProducer, settings: Settings) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for setting, topic in (("NER_OUTPUT_TOPIC", settings.output_topic),
+                           ("NER_DEAD_LETTER_TOPIC", settings.dead_letter_topic)):
+        try:
+            partitions = await asyncio.wait_for(producer.partitions_for(topic), timeout=30)
+        except (KafkaError, asyncio.TimeoutError):
+            partitions = None
+        if not partitions:
+            raise StartupError(f"{setting}: topic {topic!r} does not exist or has no partitions")
+        counts[topic] = len(partitions)
+    return counts
+
+
+async def _monitor(consumer: AIOKafkaConsumer, runner: StreamRunner, metrics: WorkerMetrics,
+                   state: _ReadyState) -> None:
+    """Every few seconds: broker reachability (for /readyz) and consumer lag per partition."""
+    while True:
+        await asyncio.sleep(_MONITOR_INTERVAL_S)
+        assigned = list(consumer.assignment())
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(assigned), timeout=_MONITOR_INTERVAL_S) \
+                if assigned else {}
+            if not assigned:
+                await asyncio.wait_for(consumer.topics(), timeout=_MONITOR_INTERVAL_S)
+            state.broker_reachable = True
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            if state.broker_reachable:
+                log.warning("broker unreachable: %s", exc)
+            state.broker_reachable = False
+            continue
+        committed = runner.tracker.committed_positions()
+        for tp, end in ends.items():
+            position = committed.get(TopicPartition(tp.topic, tp.partition))
+            if position is None:
+                continue
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+
+
+class _ReadyState:
+    def __init__(self) -> None:
+        self.engine: Any = None
+        self.broker_reachable = False
+
+    def checks(self, runner_ref: list[StreamRunner]) -> dict[str, bool]:
+        return {
+            "engine_loaded": bool(self.engine is not None and self.engine.ready()),
+            "group_joined": bool(runner_ref and runner_ref[0].group_joined),
+            "broker_reachable": self.broker_reachable,
+        }
+
+    def loop_alive(self, runner_ref: list[StreamRunner]) -> bool:
+        return not runner_ref or time.monotonic() - runner_ref[0].last_loop < _STALL_LIMIT_S
+
+
+def _install_signal_handlers(stop_requested: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_requested.set)
+
+
+async def _stop_quietly(stopping: Any, name: str) -> None:
+    try:
+        await asyncio.wait_for(stopping, timeout=_SHUTDOWN_MARGIN_S)
+    except Exception as exc:  # shutting down: report and go on closing the rest
+        log.warning("stopping the %s: %s", name, exc)

@@ -1,0 +1,120 @@
+"""The transformers engine: the CPU default, also usable on a GPU.
+
+Windows are sorted by length and padded per batch so that padding stays small; the model runs
+in one dedicated thread (torch releases the GIL), so Kafka I/O, tokenization and decoding of
+other batches go on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from worker.engine.base import EngineError, ScoreKind, WindowScores
+from worker.settings import Settings
+
+_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+class TransformersEngine:
+    scores: ScoreKind = "probabilities"
+
+    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", max_length: int = 0,
+                 micro_batch_tokens: int = 8192) -> None:
+        from transformers import AutoConfig
+
+        self._model_path = model
+        self._device_choice = device
+        self._dtype_choice = dtype
+        config = AutoConfig.from_pretrained(model)
+        self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
+        self.name = str(getattr(config, "_name_or_path", "") or model).rstrip("/").split("/")[-1]
+        limit = int(getattr(config, "max_position_embeddings", 512))
+        # RoBERTa-style models reserve padding_idx + 1 positions.
+        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            limit -= int(getattr(config, "pad_token_id", 1)) + 1
+        self.max_length = min(max_length, limit) if max_length else limit
+        self._micro_batch_tokens = micro_batch_tokens
+        self._model: Any = None
+        self._torch: Any = None
+        self._pad_id = int(getattr(config, "pad_token_id", 0) or 0)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-engine")
+        self._ready = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransformersEngine:
+        return cls(settings.model, device=settings.device, dtype=settings.dtype, max_length=settings.max_length,
+                   micro_batch_tokens=settings.max_batch_tokens)
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForTokenClassification
+
+        device = self._device_choice
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.float32
+        if self._dtype_choice in _DTYPES:
+            dtype = getattr(torch, _DTYPES[self._dtype_choice])
+        elif device == "cuda":
+            dtype = torch.bfloat16
+        model = AutoModelForTokenClassification.from_pretrained(self._model_path, dtype=dtype)
+        self._model = model.to(device).eval()
+        self._torch = torch
+        self._device = device
+        self._ready.set()
+
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def classify(self, windows: Sequence[Sequence[int]]) -> list[WindowScores]:
+        if not self._ready.is_set():
+            raise EngineError("the transformers engine is not started")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._classify, windows)
+        except EngineError:
+            raise
+        except Exception as exc:  # a model failure must surface as an engine error, never a lost batch
+            raise EngineError(f"transformers engine failed: {exc}") from exc
+
+    def _classify(self, windows: Sequence[Sequence[int]]) -> list[WindowScores]:
+        torch = self._torch
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        results: list[WindowScores | None] = [None] * len(windows)
+        start = 0
+        while start < len(order):
+            # Grow the micro-batch while its padded size stays within the token budget.
+            end = start + 1
+            while end < len(order) and len(windows[order[end]]) * (end - start + 1) <= self._micro_batch_tokens:
+                end += 1
+            chunk = order[start:end]
+            width = len(windows[chunk[-1]])
+            ids = np.full((len(chunk), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, index in enumerate(chunk):
+                window = windows[index]
+                ids[row, : len(window)] = window
+                mask[row, : len(window)] = 1
+            with torch.inference_mode():
+                logits = self._model(
+                    input_ids=torch.from_numpy(ids).to(self._device),
+                    attention_mask=torch.from_numpy(mask).to(self._device),
+                ).logits
+                probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            for row, index in enumerate(chunk):
+                results[index] = np.ascontiguousarray(probabilities[row, : len(windows[index])], dtype=np.float32)
+            start = end
+        return [r for r in results if r is not None]
+
+    async def close(self) -> None:
+        self._ready.clear()
+        self._model = None
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,341 @@
+"""The worker's one typed settings object, read from ``NER_*`` environment variables.
+
+Every field maps 1:1 to an environment variable (``NER_`` + the field name in upper case) and
+to a value of the Helm chart. A wrong or unknown setting fails at start with a message that
+names the variable: a typo such as ``NER_MAX_BACH_DOCS`` must not silently fall back to a default.
+Secrets (``Secret``) are read from the variable itself or from a ``…_FILE`` variable that names
+a mounted file, and never appear in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+ENV_PREFIX = "NER_"
+FILE_SUFFIX = "_FILE"
+# The small demo model the package ships (see worker/bundled_model/tiny-ner/MODEL_CARD.md).
+BUNDLED_MODEL = Path(__file__).resolve().parent / "bundled_model" / "tiny-ner"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or inconsistent; the message names the variable."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (and so never in logs)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _doc(text: str, **extra: Any) -> Any:
+    return {"doc": text, **extra}
+
+
+Engine = Literal["hf", "vllm", "remote"]
+Aggregation = Literal["none", "simple", "first", "average", "max"]
+Delivery = Literal["at-least-once", "exactly-once"]
+InputFormat = Literal["json", "text"]
+OutputPartitioning = Literal["input", "key"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+OffsetReset = Literal["earliest", "latest"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Device = Literal["auto", "cpu", "cuda"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = field(
+        default="127.0.0.1:9092", metadata=_doc("Comma-separated Kafka bootstrap servers.")
+    )
+    input_topic: str = field(default="ner.input", metadata=_doc("Topic the documents are read from."))
+    output_topic: str = field(default="ner.output", metadata=_doc("Topic annotated documents go to."))
+    dead_letter_topic: str = field(
+        default="ner.dead-letter",
+        metadata=_doc("Topic for records that cannot be processed (original bytes + reason headers)."),
+    )
+    group_id: str = field(default="kafka-ner-worker", metadata=_doc("Kafka consumer group id."))
+    client_id: str = field(default="kafka-ner-worker", metadata=_doc("Kafka client id prefix."))
+    auto_offset_reset: OffsetReset = field(
+        default="earliest", metadata=_doc("Where a new group starts reading: earliest or latest.")
+    )
+    output_partitioning: OutputPartitioning = field(
+        default="input",
+        metadata=_doc(
+            "input: an output record goes to the input record's partition number (modulo the "
+            "output topic's partitions), keeping per-partition order end to end; key: Kafka's "
+            "default key hashing."
+        ),
+    )
+    delivery: Delivery = field(
+        default="at-least-once",
+        metadata=_doc("at-least-once, or exactly-once with Kafka transactions."),
+    )
+    transactional_id_prefix: str = field(
+        default="kafka-ner-worker",
+        metadata=_doc("Prefix of transactional ids in exactly-once mode (one id per input partition)."),
+    )
+    session_timeout_ms: int = field(default=30000, metadata=_doc("Consumer group session timeout.", min=6000))
+    max_poll_interval_ms: int = field(
+        default=300000, metadata=_doc("Longest pause between polls before the group evicts the worker.", min=1000)
+    )
+    commit_interval_ms: int = field(
+        default=1000, metadata=_doc("How often acknowledged offsets are committed.", min=10)
+    )
+    security_protocol: SecurityProtocol = field(
+        default="PLAINTEXT", metadata=_doc("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    )
+    sasl_mechanism: SaslMechanism = field(
+        default="PLAIN", metadata=_doc("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    )
+    sasl_username: str = field(default="", metadata=_doc("SASL user name."))
+    sasl_password: Secret | None = field(
+        default=None, metadata=_doc("SASL password (or NER_SASL_PASSWORD_FILE naming a file).", secret=True)
+    )
+    ssl_cafile: Path | None = field(default=None, metadata=_doc("CA bundle (PEM) that signs the brokers."))
+    ssl_certfile: Path | None = field(default=None, metadata=_doc("Client certificate (PEM) for mTLS."))
+    ssl_keyfile: Path | None = field(default=None, metadata=_doc("Client private key (PEM) for mTLS."))
+    ssl_key_password: Secret | None = field(
+        default=None, metadata=_doc("Password of the client key, if encrypted.", secret=True)
+    )
+    ssl_check_hostname: bool = field(default=True, metadata=_doc("Verify the broker's host name."))
+    connect_retry_timeout_s: float = field(
+        default=60.0, metadata=_doc("Give up (exit non-zero) when the broker stays unreachable this long.", min=1)
+    )
+
+    # --- Input contract -------------------------------------------------------------------
+    input_format: InputFormat = field(
+        default="json", metadata=_doc("json: a JSON object with a text field; text: the whole value is the text.")
+    )
+    text_field: str = field(default="text", metadata=_doc("Dotted path of the text in a JSON input."))
+    id_field: str = field(default="id", metadata=_doc("Dotted path of the optional document id."))
+    max_record_bytes: int = field(
+        default=1_048_576, metadata=_doc("Larger records are dead-lettered as too_large.", min=1)
+    )
+    max_text_chars: int = field(
+        default=200_000, metadata=_doc("Longer texts are dead-lettered as too_large.", min=1)
+    )
+    max_document_tokens: int = field(
+        default=65_536, metadata=_doc("Documents with more tokens are dead-lettered as too_large.", min=1)
+    )
+    max_json_depth: int = field(
+        default=64, metadata=_doc("Deeper JSON nesting is dead-lettered as too_deep.", min=1)
+    )
+    max_entities_per_document: int = field(
+        default=10_000, metadata=_doc("Documents with more entities are dead-lettered as too_many_entities.", min=1)
+    )
+
+    # --- Model and decoding ---------------------------------------------------------------
+    engine: Engine = field(default="hf", metadata=_doc("hf (transformers), vllm (GPU) or remote (a vLLM server)."))
+    model: str = field(
+        default=str(BUNDLED_MODEL),
+        metadata=_doc("Model folder or Hugging Face id (no download at run time unless the cache has it)."),
+    )
+    device: Device = field(default="auto", metadata=_doc("hf engine device: auto, cpu or cuda."))
+    dtype: Dtype = field(default="auto", metadata=_doc("Engine dtype: auto, float32, bfloat16 or float16."))
+    max_length: int = field(
+        default=0, metadata=_doc("Tokens per window incl. special tokens; 0 = the model's maximum.", min=0)
+    )
+    stride: int = field(
+        default=32, metadata=_doc("Overlap in tokens between consecutive windows of a long document.", min=0)
+    )
+    aggregation: Aggregation = field(
+        default="simple", metadata=_doc("none, simple, first, average or max (Hugging Face pipeline semantics).")
+    )
+    ignore_labels: tuple[str, ...] = field(
+        default=("O",), metadata=_doc("Comma-separated labels never reported as entities.")
+    )
+
+    # --- Batching and backpressure --------------------------------------------------------
+    max_batch_documents: int = field(default=64, metadata=_doc("Documents per engine batch.", min=1))
+    max_batch_tokens: int = field(default=16384, metadata=_doc("Tokens per engine batch.", min=1))
+    max_batch_wait_ms: int = field(
+        default=20, metadata=_doc("Longest wait to fill a batch before it is sent anyway.", min=0)
+    )
+    max_inflight_records: int = field(
+        default=2048, metadata=_doc("Records read but not yet committed; partitions pause beyond.", min=1)
+    )
+    max_inflight_tokens: int = field(
+        default=262_144, metadata=_doc("Tokens read but not yet published; partitions pause beyond.", min=1)
+    )
+    max_concurrent_batches: int = field(
+        default=2, metadata=_doc("Engine batches in flight at once (overlaps Kafka and CPU work with the engine).", min=1)
+    )
+    drain_timeout_s: float = field(
+        default=20.0, metadata=_doc("On SIGTERM or revoke: time to finish in-flight work and commit.", min=0)
+    )
+
+    # --- vLLM engine ----------------------------------------------------------------------
+    engine_replicas: int = field(
+        default=4, metadata=_doc("vLLM engine processes sharing one GPU (one engine is CPU-bound).", min=1)
+    )
+    vllm_max_model_len: int = field(default=0, metadata=_doc("vLLM max_model_len; 0 = the model's.", min=0))
+    vllm_max_num_batched_tokens: int = field(
+        default=65536, metadata=_doc("vLLM max_num_batched_tokens.", min=1)
+    )
+    vllm_max_num_seqs: int = field(default=1024, metadata=_doc("vLLM max_num_seqs.", min=1))
+    vllm_gpu_memory_utilization: float = field(
+        default=0.8, metadata=_doc("GPU memory share for all vLLM replicas together.", min=0.05, max=0.98)
+    )
+    vllm_enforce_eager: bool = field(default=True, metadata=_doc("Disable CUDA graphs / torch.compile."))
+    vllm_attention_backend: str = field(
+        default="", metadata=_doc("vLLM attention backend (e.g. FLASH_ATTN, TRITON_ATTN); empty = vLLM's choice.")
+    )
+
+    # --- Remote engine --------------------------------------------------------------------
+    remote_url: str = field(default="", metadata=_doc("Base URL of a vLLM server (remote engine)."))
+    remote_timeout_s: float = field(default=30.0, metadata=_doc("Per-request timeout of the remote engine.", min=0.1))
+    remote_max_retries: int = field(default=5, metadata=_doc("Retries on 5xx/timeouts (with backoff).", min=0))
+
+    # --- HTTP and logs --------------------------------------------------------------------
+    http_host: str = field(default="0.0.0.0", metadata=_doc("Address of /metrics, /healthz, /readyz."))
+    http_port: int = field(default=8080, metadata=_doc("Port of /metrics, /healthz, /readyz (0 = off).", min=0, max=65535))
+    log_level: LogLevel = field(default="INFO", metadata=_doc("DEBUG, INFO, WARNING or ERROR."))
+    log_json: bool = field(default=False, metadata=_doc("Log one JSON object per line."))
+
+    def kafka_security_kwargs(self) -> dict[str, Any]:
+        """aiokafka client arguments for the configured security protocol."""
+        import ssl
+
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+            context.check_hostname = self.ssl_check_hostname
+            if self.ssl_certfile:
+                context.load_cert_chain(
+                    str(self.ssl_certfile),
+                    str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                    self.ssl_key_password.reveal() if self.ssl_key_password else None,
+                )
+            kwargs["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password.reveal() if self.sasl_password else ""
+        return kwargs
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(Settings)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from the environment; raise ``SettingsError`` naming the culprit."""
+    env = os.environ if environ is None else environ
+    known = {env_name(f.name) for f in setting_fields()}
+    known |= {env_name(f.name) + FILE_SUFFIX for f in setting_fields() if f.metadata.get("secret")}
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)} (see README for the list)")
+    hints = typing.get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    for f in setting_fields():
+        name = env_name(f.name)
+        raw = env.get(name)
+        if f.metadata.get("secret") and env.get(name + FILE_SUFFIX):
+            if raw is not None:
+                raise SettingsError(f"{name} and {name}{FILE_SUFFIX} are both set; use one")
+            raw = _read_secret_file(name + FILE_SUFFIX, env[name + FILE_SUFFIX])
+        if raw is None:
+            continue
+        values[f.name] = _convert(name, raw, hints[f.name], f.metadata)
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read the file it names ({exc.strerror})") from None
+
+
+def _convert(name: str, raw: str, hint: Any, meta: Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        return None if raw == "" else _convert(name, raw, inner, meta)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if raw not in choices:
+            raise SettingsError(f"{name}: {raw!r} is not one of {', '.join(map(str, choices))}")
+        return raw
+    if hint is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+    if hint in (int, float):
+        try:
+            number = hint(raw.strip())
+        except ValueError:
+            kind = "an integer" if hint is int else "a number"
+            raise SettingsError(f"{name}: expected {kind}, got {raw!r}") from None
+        if "min" in meta and number < meta["min"]:
+            raise SettingsError(f"{name}: must be >= {meta['min']}, got {number}")
+        if "max" in meta and number > meta["max"]:
+            raise SettingsError(f"{name}: must be <= {meta['max']}, got {number}")
+        return number
+    if hint is Path:
+        return Path(raw)
+    if hint is Secret:
+        return Secret(raw)
+    if origin is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _check_consistency(s: Settings) -> None:
+    if not s.kafka_bootstrap_servers.strip():
+        raise SettingsError(f"{env_name('kafka_bootstrap_servers')}: must not be empty")
+    for topic_field in ("input_topic", "output_topic", "dead_letter_topic"):
+        if not getattr(s, topic_field).strip():
+            raise SettingsError(f"{env_name(topic_field)}: must not be empty")
+    if s.input_topic in (s.output_topic, s.dead_letter_topic):
+        raise SettingsError(f"{env_name('input_topic')}: must differ from the output and dead-letter topics")
+    if s.max_length and s.stride >= s.max_length - 2:
+        raise SettingsError(f"{env_name('stride')}: must be smaller than NER_MAX_LENGTH minus special tokens")
+    if s.engine == "remote" and not s.remote_url:
+        raise SettingsError(f"{env_name('remote_url')}: required when NER_ENGINE=remote")
+    if s.security_protocol.startswith("SASL") and not s.sasl_username:
+        raise SettingsError(f"{env_name('sasl_username')}: required with NER_SECURITY_PROTOCOL={s.security_protocol}")
+    if s.ssl_certfile and not s.ssl_keyfile:
+        raise SettingsError(f"{env_name('ssl_keyfile')}: required when NER_SSL_CERTFILE is set")
+    for path_field in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(s, path_field)
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{env_name(path_field)}: no such file: {path}")

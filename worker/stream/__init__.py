@@ -1,0 +1,1 @@
+"""The Kafka stream: consume → parse → tokenize → batch → engine → decode → publish → commit."""
