@@ -23,8 +23,9 @@ from worker.annotator import Annotator
 from worker.http import HealthServer
 from worker.metrics import WorkerMetrics
 from worker.settings import Settings
-from worker.stream.publisher import Publisher
+from worker.stream.publisher import Publisher, RecordWriter, Sink
 from worker.stream.runner import StreamRunner
+from worker.stream.transactions import TransactionalPublisher, eos_producer_factory
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,20 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         await _connect(producer, consumer, settings)
         partitions = await _partition_counts(producer, settings)
         state.broker_reachable = True
-        publisher = Publisher(producer, settings, metrics, output_partitions=partitions[settings.output_topic],
+        writer = RecordWriter(settings, metrics, output_partitions=partitions[settings.output_topic],
                               dead_letter_partitions=partitions[settings.dead_letter_topic])
+        publisher: Sink
+        if settings.delivery == "exactly-once":
+            publisher = TransactionalPublisher(
+                writer,
+                eos_producer_factory(common, client_id=f"{settings.client_id}-txn",
+                                     transaction_timeout_ms=settings.transaction_timeout_ms),
+                group_id=settings.group_id, id_prefix=settings.transactional_id_prefix,
+                rewind=lambda tp, lost: runner.rewind(tp, lost),
+                start_timeout_s=settings.connect_retry_timeout_s,
+            )
+        else:
+            publisher = Publisher(producer, writer, rewind=lambda tp, lost: runner.rewind(tp, lost))
         runner = StreamRunner(settings, consumer, publisher, annotator, metrics)
         runner_ref.append(runner)
         consumer.subscribe([settings.input_topic], listener=runner.listener())
@@ -90,6 +103,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         finally:
             stop_wait.cancel()
             monitor.cancel()
+            await _stop_quietly(publisher.close(), "publisher")
     finally:
         state.engine = None
         await _stop_quietly(consumer.stop(), "consumer")  # leaves the group: partitions move at once
@@ -124,7 +138,7 @@ async def _partition_counts(producer: AIOKafkaProducer, settings: Settings) -> d
                            ("NER_DEAD_LETTER_TOPIC", settings.dead_letter_topic)):
         try:
             partitions = await asyncio.wait_for(producer.partitions_for(topic), timeout=30)
-        except (KafkaError, asyncio.TimeoutError):
+        except (TimeoutError, KafkaError):
             partitions = None
         if not partitions:
             raise StartupError(f"{setting}: topic {topic!r} does not exist or has no partitions")
@@ -144,7 +158,7 @@ async def _monitor(consumer: AIOKafkaConsumer, runner: StreamRunner, metrics: Wo
             if not assigned:
                 await asyncio.wait_for(consumer.topics(), timeout=_MONITOR_INTERVAL_S)
             state.broker_reachable = True
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             if state.broker_reachable:
                 log.warning("broker unreachable: %s", exc)
             state.broker_reachable = False

@@ -1,9 +1,12 @@
-"""The ``ner-worker`` command: ``run`` the stream worker, or list the ``settings``."""
+"""The ``ner-worker`` command: ``run`` the stream worker, list the ``settings``, and the commands
+of other front ends (offline files, HTTP), each a module with ``configure(parser)`` and
+``main(args) -> int`` that keeps its heavy imports inside ``main``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,6 +17,9 @@ from worker.settings import SettingsError, env_name, load_settings, setting_fiel
 
 log = logging.getLogger("worker")
 
+# Sub-commands that live in their own modules: name -> module.
+FRONT_ENDS: dict[str, str] = {"annotate": "worker.offline", "serve": "worker.serve"}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ner-worker", description="Named entity recognition on Kafka streams.")
@@ -21,10 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="consume, annotate and publish until SIGTERM (settings from NER_* variables)")
     commands.add_parser("settings", help="list every NER_* setting with its default and meaning")
+    for name, module_name in FRONT_ENDS.items():
+        module = importlib.import_module(module_name)
+        module.configure(commands.add_parser(name, help=module.HELP, description=module.__doc__))
     args = parser.parse_args(argv)
     if args.command == "settings":
         _print_settings()
         return 0
+    if args.command in FRONT_ENDS:
+        return int(importlib.import_module(FRONT_ENDS[args.command]).main(args))
     return _run()
 
 

@@ -50,7 +50,7 @@ class HealthServer:
         try:
             request_line = await asyncio.wait_for(reader.readline(), timeout=5)
             # Drain the request headers; no endpoint reads a body.
-            while (line := await asyncio.wait_for(reader.readline(), timeout=5)) not in (b"\r\n", b"\n", b""):
+            while await asyncio.wait_for(reader.readline(), timeout=5) not in (b"\r\n", b"\n", b""):
                 pass
             parts = request_line.decode("latin-1").split()
             method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
@@ -61,7 +61,7 @@ class HealthServer:
             )
             writer.write(head.encode("latin-1") + (body if method != "HEAD" else b""))
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             writer.close()

@@ -68,6 +68,11 @@ class WorkerMetrics:
         )
         self.commits = Counter("ner_commits_total", "Successful offset commits.", registry=r)
         self.commit_failures = Counter("ner_commit_failures_total", "Offset commits that failed.", registry=r)
+        self.rewinds = Counter(
+            "ner_partition_rewinds_total",
+            "Partitions read again from their last committed offset after a refused write or aborted transaction.",
+            registry=r,
+        )
         self.rebalances = Counter(
             "ner_rebalances_total", "Partition assignments and revocations.", ["event"], registry=r
         )

@@ -7,7 +7,7 @@ reason and a human message; it is never dropped and never stops its partition.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +114,7 @@ def _json_type(value: Any) -> str:
 
 def output_value(
     document: Document,
-    entities: Sequence[dict[str, Any]],
+    entities: Sequence[Mapping[str, object]],
     *,
     text_field: str,
     ner: dict[str, Any],

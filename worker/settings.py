@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-
 ENV_PREFIX = "NER_"
 FILE_SUFFIX = "_FILE"
 # The small demo model the package ships (see worker/bundled_model/tiny-ner/MODEL_CARD.md).
@@ -101,6 +100,11 @@ class Settings:
     transactional_id_prefix: str = field(
         default="kafka-ner-worker",
         metadata=_doc("Prefix of transactional ids in exactly-once mode (one id per input partition)."),
+    )
+    transaction_timeout_ms: int = field(
+        default=60000,
+        metadata=_doc("Exactly-once: the broker aborts a transaction left open this long (a crashed worker).",
+                      min=1000),
     )
     session_timeout_ms: int = field(default=30000, metadata=_doc("Consumer group session timeout.", min=6000))
     max_poll_interval_ms: int = field(
@@ -186,7 +190,8 @@ class Settings:
         default=262_144, metadata=_doc("Tokens read but not yet published; partitions pause beyond.", min=1)
     )
     max_concurrent_batches: int = field(
-        default=2, metadata=_doc("Engine batches in flight at once (overlaps Kafka and CPU work with the engine).", min=1)
+        default=2,
+        metadata=_doc("Engine batches in flight at once (overlaps Kafka and CPU work with the engine).", min=1),
     )
     drain_timeout_s: float = field(
         default=20.0, metadata=_doc("On SIGTERM or revoke: time to finish in-flight work and commit.", min=0)
@@ -216,7 +221,9 @@ class Settings:
 
     # --- HTTP and logs --------------------------------------------------------------------
     http_host: str = field(default="0.0.0.0", metadata=_doc("Address of /metrics, /healthz, /readyz."))
-    http_port: int = field(default=8080, metadata=_doc("Port of /metrics, /healthz, /readyz (0 = off).", min=0, max=65535))
+    http_port: int = field(
+        default=8080, metadata=_doc("Port of /metrics, /healthz, /readyz (0 = off).", min=0, max=65535)
+    )
     log_level: LogLevel = field(default="INFO", metadata=_doc("DEBUG, INFO, WARNING or ERROR."))
     log_json: bool = field(default=False, metadata=_doc("Log one JSON object per line."))
 
@@ -285,7 +292,7 @@ def _read_secret_file(name: str, path: str) -> str:
 def _convert(name: str, raw: str, hint: Any, meta: Mapping[str, Any]) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
         return None if raw == "" else _convert(name, raw, inner, meta)
     if origin is Literal:
         choices = typing.get_args(hint)

@@ -21,4 +21,5 @@ def create_engine(settings: Settings) -> Engine:
         return VllmEngine.from_settings(settings)
     from worker.engine.remote import RemoteEngine
 
-    return RemoteEngine.from_settings(settings)
+    remote: Engine = RemoteEngine.from_settings(settings)
+    return remote

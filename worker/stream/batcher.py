@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -70,7 +70,7 @@ class Batcher(Generic[Item]):
 
     def remove(self, keep: Callable[[Item], bool]) -> int:
         """Drop the items for which ``keep`` is false (their partition was revoked)."""
-        kept = [(i, t) for i, t in zip(self._items, self._tokens) if keep(i)]
+        kept = [(i, t) for i, t in zip(self._items, self._tokens, strict=False) if keep(i)]
         dropped = len(self._items) - len(kept)
         self._items = [i for i, _ in kept]
         self._tokens = [t for _, t in kept]

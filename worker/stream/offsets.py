@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 class PartitionProgress:
     """Offsets of one partition read and not yet committable."""
 
-    __slots__ = ("_pending", "_acked", "_next", "committed", "detached")
+    __slots__ = ("_acked", "_next", "_pending", "committed", "detached")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()

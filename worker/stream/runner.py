@@ -11,6 +11,7 @@ is paused until there is room again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from worker.records import Document, Rejection, parse_value
 from worker.settings import Settings
 from worker.stream.batcher import Batcher
 from worker.stream.offsets import OffsetTracker
-from worker.stream.publisher import Publisher, SourceRecord
+from worker.stream.publisher import Annotated, Outcome, Sink, SourceRecord
 from worker.text.tokenize import EncodedText
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,20 @@ _RESUME_FRACTION = 0.75
 
 @dataclass(slots=True)
 class WorkItem:
+    """One input record on its way through the pipeline: to annotate, or rejected with a reason.
+
+    Rejected records travel with the others (at no token cost), so that dead letters are
+    published in order and, in exactly-once mode, inside the same transaction as their batch.
+    """
+
     source: SourceRecord
-    document: Document
-    encoded: EncodedText
+    document: Document | None = None
+    encoded: EncodedText | None = None
+    rejection: Rejection | None = None
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(w) for w in self.encoded.windows) if self.encoded is not None else 0
 
 
 @dataclass(slots=True)
@@ -55,7 +67,7 @@ class FatalStreamError(RuntimeError):
 
 
 class StreamRunner:
-    def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, publisher: Publisher,
+    def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, publisher: Sink,
                  annotator: Annotator, metrics: WorkerMetrics) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -124,7 +136,7 @@ class StreamRunner:
 
     async def _accept(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         progress = self.tracker.progress(tp)
-        documents: list[tuple[SourceRecord, Document]] = []
+        items: list[WorkItem] = []
         for record in records:
             progress.track(record.offset)
             self.metrics.records_received.inc()
@@ -132,15 +144,18 @@ class StreamRunner:
                                   record.timestamp, progress)
             parsed = parse_value(record.value, self.settings)
             if isinstance(parsed, Rejection):
-                await self.publisher.dead_letter(source, parsed)
+                items.append(WorkItem(source, rejection=parsed))
             else:
-                documents.append((source, parsed))
-        encoded = self.annotator.tokenize([document.text for _, document in documents])
-        for (source, document), item in zip(documents, encoded, strict=True):
-            if isinstance(item, Rejection):
-                await self.publisher.dead_letter(source, item)
+                items.append(WorkItem(source, document=parsed))
+        to_encode = [item for item in items if item.document is not None]
+        encoded = self.annotator.tokenize([item.document.text for item in to_encode if item.document])
+        for item, result in zip(to_encode, encoded, strict=True):
+            if isinstance(result, Rejection):
+                item.rejection = result
             else:
-                self.batcher.add(WorkItem(source, document, item), sum(len(w) for w in item.windows))
+                item.encoded = result
+        for item in items:
+            self.batcher.add(item, item.tokens)
 
     # --- batches --------------------------------------------------------------------------
 
@@ -149,8 +164,8 @@ class StreamRunner:
             self.batcher.due() or (force and len(self.batcher))
         ):
             items = self.batcher.take()
-            tokens = sum(sum(len(w) for w in item.encoded.windows) for item in items)
-            task = asyncio.create_task(self._annotate([item.encoded for item in items]))
+            tokens = sum(item.tokens for item in items)
+            task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded]))
             self.inflight.put_nowait(InflightBatch(items, tokens, task))
             self.inflight_tokens += tokens
             self.metrics.batch_documents.observe(len(items))
@@ -177,18 +192,29 @@ class StreamRunner:
         while True:
             batch = await self.inflight.get()
             result = await batch.task  # an engine that failed every attempt stops the worker here
-            for item, entities in zip(batch.items, result.entities, strict=True):
-                if isinstance(entities, Rejection):
-                    await self.publisher.dead_letter(item.source, entities)
-                    continue
-                ner = {
-                    "model": self.annotator.model_name,
-                    "source": {"topic": item.source.tp.topic, "partition": item.source.tp.partition,
-                               "offset": item.source.offset},
-                    "timings": {"engine_ms": round(result.engine_seconds * 1000, 3)},
-                }
-                await self.publisher.publish(item.source, item.document, entities, ner)
+            annotated = iter(result.entities)
+            entries: list[tuple[SourceRecord, Outcome]] = []
+            for item in batch.items:
+                entities = next(annotated) if item.encoded is not None else None
+                if item.source.progress.detached:
+                    continue  # revoked meanwhile: the partition's new owner processes it
+                if item.rejection is not None:
+                    entries.append((item.source, item.rejection))
+                elif isinstance(entities, Rejection):
+                    entries.append((item.source, entities))
+                else:
+                    assert entities is not None and item.document is not None
+                    entries.append((item.source, Annotated(item.document, entities, self._ner_block(item, result))))
+            await self.publisher.publish(entries)
             self.inflight_tokens -= batch.tokens
+
+    def _ner_block(self, item: WorkItem, result: BatchResult) -> dict[str, object]:
+        source = item.source
+        return {
+            "model": self.annotator.model_name,
+            "source": {"topic": source.tp.topic, "partition": source.tp.partition, "offset": source.offset},
+            "timings": {"engine_ms": round(result.engine_seconds * 1000, 3)},
+        }
 
     # --- flow control and commits ---------------------------------------------------------
 
@@ -247,11 +273,43 @@ class StreamRunner:
         await self.commit(revoked)
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)
+        await self.publisher.partitions_revoked(sorted(revoked))
         for tp in revoked:
             _forget_lag(self.metrics, tp)
         self._revoking -= revoked
 
+    async def rewind(self, tp: TopicPartition, lost: bool) -> None:
+        """Forget the in-flight work of ``tp`` and read it again from its last committed offset.
+
+        Used after a refused write or an aborted transaction. A lost (fenced) partition has a
+        new owner: it is only dropped.
+        """
+        if not self.tracker.is_assigned(tp):
+            return
+        committed = self.tracker.progress(tp).committed
+        self._revoking.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
+        try:
+            self.tracker.revoke([tp])
+            self.batcher.remove(lambda item: item.source.tp != tp)
+            if lost or tp not in self.consumer.assignment():
+                return
+            if committed is None:
+                committed = await self.consumer.committed(tp)
+            if committed is None:
+                if self.settings.auto_offset_reset == "earliest":
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    await self.consumer.seek_to_end(tp)
+            else:
+                self.consumer.seek(tp, committed)
+            self.tracker.assign([tp])
+            self.tracker.progress(tp).committed = committed
+            self.metrics.rewinds.inc()
+        finally:
+            self._revoking.discard(tp)
+
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.publisher.partitions_assigned(sorted(assigned))
         self.tracker.assign(assigned)
         self.group_joined = True
         self.metrics.rebalances.labels("assigned").inc()
@@ -263,10 +321,8 @@ class StreamRunner:
 
 def _forget_lag(metrics: WorkerMetrics, tp: TopicPartition) -> None:
     # A revoked partition's lag is its new owner's to report.
-    try:
+    with contextlib.suppress(KeyError):
         metrics.consumer_lag.remove(tp.topic, str(tp.partition))
-    except KeyError:
-        pass
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,0 +1,75 @@
+"""Start-up and shutdown of the real worker process: bad settings, missing topics, health, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.fixtures.kafka import create_topics, unique_name
+from tests.integration.worker_process import REPO, WorkerProcess, free_port
+
+
+def run_cli(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worker.cli", "run"], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("NER_MAX_BATCH_DOCUMENTS", "lots"), ("NER_DELIVERY", "at-most-once"), ("NER_MAX_BACH_DOCUMENTS", "4"),
+])
+def test_a_bad_setting_stops_the_worker_at_start_naming_it(variable: str, value: str) -> None:
+    result = run_cli({"PATH": "/usr/bin:/bin", variable: value})
+    assert result.returncode == 2
+    assert variable in result.stderr
+    assert result.stderr.count("\n") <= 2  # one clear line, not a traceback
+
+
+@pytest.mark.integration
+def test_an_unreachable_broker_fails_after_the_retry_time_naming_the_setting() -> None:
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    result = run_cli({"PATH": "/usr/bin:/bin", "NER_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+                      "NER_CONNECT_RETRY_TIMEOUT_S": "3", "NER_HTTP_PORT": "0"})
+    assert result.returncode == 3, result.stderr
+    assert "NER_KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+    assert time.monotonic() - started < 45
+
+
+@pytest.mark.integration
+def test_a_missing_output_topic_fails_at_start_naming_it(kafka_bootstrap: str) -> None:
+    topic_in = unique_name("lifecycle-in")
+    asyncio.run(create_topics(kafka_bootstrap, {topic_in: 1}))
+    result = run_cli({"PATH": "/usr/bin:/bin", "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                      "NER_INPUT_TOPIC": topic_in, "NER_OUTPUT_TOPIC": unique_name("absent"), "NER_HTTP_PORT": "0"})
+    assert result.returncode == 3
+    assert "NER_OUTPUT_TOPIC" in result.stderr
+
+
+@pytest.mark.integration
+def test_health_readiness_and_sigterm_drain(kafka_bootstrap: str, tmp_path: Path) -> None:
+    names = {role: unique_name(f"life-{role}") for role in ("in", "out", "dead", "group")}
+    asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 2, names["out"]: 2, names["dead"]: 1}))
+    worker = WorkerProcess({
+        "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "NER_INPUT_TOPIC": names["in"],
+        "NER_OUTPUT_TOPIC": names["out"], "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"],
+        "NER_DRAIN_TIMEOUT_S": "5",
+    }, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready()
+        status, body = worker.get("/readyz")
+        checks = orjson.loads(body)["checks"]
+        assert status == 200 and checks == {"engine_loaded": True, "group_joined": True, "broker_reachable": True}
+        assert worker.get("/healthz")[0] == 200
+        assert worker.get("/nothing-else")[0] == 404
+        assert "ner_records_received_total" in worker.get("/metrics")[1]
+        code, seconds = worker.terminate()
+    finally:
+        worker.kill()
+    assert code == 0, worker.log()
+    assert seconds < 5 + 10  # drain timeout plus the shutdown margin
