@@ -82,7 +82,7 @@ class StreamRunner:
         self.inflight_tokens = 0
         self.group_joined = False
         self.last_loop = time.monotonic()
-        self._revoking: set[TopicPartition] = set()
+        self._on_hold: set[TopicPartition] = set()
         self._paused = False
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -130,8 +130,12 @@ class StreamRunner:
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.max_batch_documents * 4)
         for tp, records in fetched.items():
-            if tp in self._revoking or not self.tracker.is_assigned(tp):
-                continue  # never tracked, never committed: the partition's next owner reads them
+            if tp in self._on_hold or not self.tracker.is_assigned(tp):
+                # Being revoked, rewound or set up: hand the records back so that whoever reads the
+                # partition next (maybe this worker) starts at the first of them.
+                if tp in self.consumer.assignment():
+                    self.consumer.seek(tp, records[0].offset)
+                continue
             await self._accept(tp, records)
 
     async def _accept(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
@@ -264,7 +268,7 @@ class StreamRunner:
         return self.tracker.pending(chosen) == 0
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._revoking |= revoked
+        self._on_hold |= revoked
         self.metrics.rebalances.labels("revoked").inc()
         finished = await self._drain(deadline_s=self.settings.drain_timeout_s, partitions=revoked)
         if not finished:
@@ -276,7 +280,7 @@ class StreamRunner:
         await self.publisher.partitions_revoked(sorted(revoked))
         for tp in revoked:
             _forget_lag(self.metrics, tp)
-        self._revoking -= revoked
+        self._on_hold -= revoked
 
     async def rewind(self, tp: TopicPartition, lost: bool) -> None:
         """Forget the in-flight work of ``tp`` and read it again from its last committed offset.
@@ -287,7 +291,7 @@ class StreamRunner:
         if not self.tracker.is_assigned(tp):
             return
         committed = self.tracker.progress(tp).committed
-        self._revoking.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
+        self._on_hold.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
         try:
             self.tracker.revoke([tp])
             self.batcher.remove(lambda item: item.source.tp != tp)
@@ -306,11 +310,15 @@ class StreamRunner:
             self.tracker.progress(tp).committed = committed
             self.metrics.rewinds.inc()
         finally:
-            self._revoking.discard(tp)
+            self._on_hold.discard(tp)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.publisher.partitions_assigned(sorted(assigned))
-        self.tracker.assign(assigned)
+        self._on_hold |= assigned  # until the publisher is ready for them (exactly-once producers)
+        try:
+            await self.publisher.partitions_assigned(sorted(assigned))
+            self.tracker.assign(assigned)
+        finally:
+            self._on_hold -= assigned
         self.group_joined = True
         self.metrics.rebalances.labels("assigned").inc()
         self.metrics.assigned_partitions.set(len(self.consumer.assignment()))
