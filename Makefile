@@ -36,8 +36,9 @@ kafka-start: $(STAMP)
 kafka-stop:
 	tools/kafka/kafka-local.sh stop
 
+# Helm (built from the Go module proxy), Prometheus and promtool (Debian's package), crdcheck.
 deploy-tools: $(STAMP)
-	tools/install_deploy_tools.sh
+	bash tools/install_deploy_tools.sh
 
 # Re-make the shipped demo model (a few minutes on 2 CPU cores).
 model: $(STAMP)

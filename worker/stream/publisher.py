@@ -117,18 +117,39 @@ class RecordWriter:
         self._metrics.last_progress.set(time.time())
 
     async def send(self, producer: AIOKafkaProducer, record: Outgoing) -> asyncio.Future[Any]:
-        """Hand one record to the producer; an output too large for the broker becomes a dead letter."""
-        future: asyncio.Future[Any]
+        """Hand one record to the producer.
+
+        An output over the producer's size limit becomes a dead letter; a dead letter whose
+        original value is over the limit goes out without the value (the input topic still holds
+        it), marked with ``ner.error.value_dropped`` and the original size.
+        """
         try:
-            future = await producer.send(record.topic, record.value, key=record.key,
-                                         partition=None if record.partition < 0 else record.partition,
-                                         headers=record.headers)
+            return await _send(producer, record)
         except MessageSizeTooLargeError as exc:
-            fallback = self.dead_letter(record.source, Rejection(OUTPUT_TOO_LARGE, f"the output is too large: {exc}"))
+            if record.topic != self._settings.dead_letter_topic:
+                too_large = Rejection(OUTPUT_TOO_LARGE, f"the output is too large: {exc}")
+                fallback = self.dead_letter(record.source, too_large)
+            else:
+                fallback = record
             record.on_written = fallback.on_written
-            future = await producer.send(fallback.topic, fallback.value, key=fallback.key,
-                                         partition=fallback.partition, headers=fallback.headers)
-        return future
+            try:
+                return await _send(producer, fallback)
+            except MessageSizeTooLargeError:
+                size = len(fallback.value or b"")
+                fallback.headers = [*fallback.headers, ("ner.error.value_dropped", str(size).encode())]
+                fallback.value = None
+                return await _send(producer, fallback)
+
+
+async def _send(producer: AIOKafkaProducer, record: Outgoing) -> asyncio.Future[Any]:
+    value = record.value
+    if value is None and record.key is None:
+        value = b""  # the client refuses a record with neither key nor value (an input tombstone)
+    future: asyncio.Future[Any] = await producer.send(
+        record.topic, value, key=record.key, partition=None if record.partition < 0 else record.partition,
+        headers=record.headers,
+    )
+    return future
 
 
 class Sink(Protocol):

@@ -172,7 +172,7 @@ class StreamRunner:
             task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded]))
             self.inflight.put_nowait(InflightBatch(items, tokens, task))
             self.inflight_tokens += tokens
-            self.metrics.batch_documents.observe(len(items))
+            self.metrics.batch_documents.observe(sum(1 for item in items if item.encoded is not None))
             self.metrics.batch_tokens.observe(tokens)
 
     async def _annotate(self, documents: list[EncodedText]) -> BatchResult:

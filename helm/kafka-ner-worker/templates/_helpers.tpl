@@ -1,0 +1,152 @@
+{{/*
+Names and labels, following the Helm chart conventions (app.kubernetes.io/*).
+*/}}
+
+{{- define "kafka-ner-worker.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kafka-ner-worker.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kafka-ner-worker.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kafka-ner-worker.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kafka-ner-worker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "kafka-ner-worker.labels" -}}
+helm.sh/chart: {{ include "kafka-ner-worker.chart" . }}
+{{ include "kafka-ner-worker.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: worker
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "kafka-ner-worker.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kafka-ner-worker.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The GPU image is used when the pod asks for GPUs or the engine is vLLM; the tag defaults to
+"<appVersion>-<cpu|gpu>". A digest, when given, pins the image exactly.
+*/}}
+{{- define "kafka-ner-worker.useGpu" -}}
+{{- if or (gt (int .Values.gpu.count) 0) (eq .Values.config.engine "vllm") -}}true{{- end -}}
+{{- end -}}
+
+{{- define "kafka-ner-worker.image" -}}
+{{- $flavor := ternary "gpu" "cpu" (eq (include "kafka-ner-worker.useGpu" .) "true") -}}
+{{- $tag := default (printf "%s-%s" .Chart.AppVersion $flavor) .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+One worker setting as the string its NER_* variable holds. Helm reads every number in values as
+a float, so whole numbers are printed as integers (1048576, not 1.048576e+06); lists become
+comma-separated; booleans "true"/"false".
+*/}}
+{{- define "kafka-ner-worker.envValue" -}}
+{{- $v := . -}}
+{{- if kindIs "slice" $v -}}
+{{- join "," $v -}}
+{{- else if kindIs "bool" $v -}}
+{{- ternary "true" "false" $v -}}
+{{- else if or (kindIs "float64" $v) (kindIs "int64" $v) (kindIs "int" $v) -}}
+{{- if eq (float64 $v) (floor $v) -}}{{- int64 $v -}}{{- else -}}{{- $v -}}{{- end -}}
+{{- else -}}
+{{- $v -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where mounted secrets live inside the container. */}}
+{{- define "kafka-ner-worker.secretsDir" -}}/var/run/secrets/kafka-ner-worker{{- end -}}
+
+{{/*
+Grace period: the worker's drain timeout plus a margin for closing the Kafka clients, so that
+Kubernetes never kills a worker that is still committing.
+*/}}
+{{- define "kafka-ner-worker.terminationGracePeriodSeconds" -}}
+{{- add (ceil .Values.config.drainTimeoutS | int) .Values.terminationGracePeriodExtraSeconds -}}
+{{- end -}}
+
+{{/* Settings the chart derives itself; setting them in `config` too would be ambiguous. */}}
+{{- define "kafka-ner-worker.validate" -}}
+{{- $tls := .Values.secrets.tls -}}
+{{- if $tls.secretName -}}
+{{- range $setting := list "sslCafile" "sslCertfile" "sslKeyfile" -}}
+{{- if index $.Values.config $setting -}}
+{{- fail (printf "config.%s: leave it empty when secrets.tls.secretName is set; the chart mounts the file and sets the path" $setting) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if eq (toString .Values.image.tag) "latest" -}}
+{{- fail "image.tag: 'latest' is not allowed: pin a version (empty: the chart's appVersion)" -}}
+{{- end -}}
+{{- range $i, $var := .Values.extraEnv -}}
+{{- if hasPrefix "NER_" $var.name -}}
+{{- fail (printf "extraEnv[%d].name: %s is a worker setting; set config.%s instead" $i $var.name ($var.name | trimPrefix "NER_" | lower | camelcase | untitle)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.autoscaling.keda.enabled (gt (int .Values.autoscaling.keda.minReplicaCount) (int .Values.autoscaling.keda.maxReplicaCount)) -}}
+{{- fail "autoscaling.keda.minReplicaCount: must not exceed autoscaling.keda.maxReplicaCount" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Environment beyond the ConfigMap: the paths of mounted secrets (NER_*_FILE and the TLS files)
+and the user's extraEnv.
+*/}}
+{{- define "kafka-ner-worker.env" -}}
+{{- $secretsDir := include "kafka-ner-worker.secretsDir" . -}}
+{{- $tls := .Values.secrets.tls -}}
+{{- if .Values.secrets.saslPassword.secretName }}
+- name: NER_SASL_PASSWORD_FILE
+  value: {{ $secretsDir }}/sasl/password
+{{- end }}
+{{- if .Values.secrets.sslKeyPassword.secretName }}
+- name: NER_SSL_KEY_PASSWORD_FILE
+  value: {{ $secretsDir }}/ssl-key-password/password
+{{- end }}
+{{- if $tls.secretName }}
+{{- if $tls.caKey }}
+- name: NER_SSL_CAFILE
+  value: {{ $secretsDir }}/tls/ca.crt
+{{- end }}
+{{- if $tls.certKey }}
+- name: NER_SSL_CERTFILE
+  value: {{ $secretsDir }}/tls/tls.crt
+{{- end }}
+{{- if $tls.keyKey }}
+- name: NER_SSL_KEYFILE
+  value: {{ $secretsDir }}/tls/tls.key
+{{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,187 @@
+"""Chaos on the real broker: SIGKILLed workers, scaling 1 → 3 → 1, a broker restart.
+
+Each scenario streams 100,000 documents over 6 partitions (``CHAOS_DOCUMENTS`` overrides the
+count), disturbs the system while it works, waits until the group has committed every input,
+then reads the output and dead-letter topics whole and counts lost, duplicated and out-of-order
+records. Every loop is bounded in count and time. The table is printed and appended to
+``CHAOS_REPORT`` when that variable names a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.chaos.harness import TABLE_HEADER, Tally, expected_dead, produce, read_results, tally
+from tests.fixtures.kafka import create_topics, unique_name
+from tests.integration.worker_process import REPO, WorkerProcess, free_port
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
+
+DOCUMENTS = int(os.environ.get("CHAOS_DOCUMENTS", "100000"))
+PARTITIONS = 6
+FINISH_TIMEOUT_S = 900
+KAFKA_TOOL = REPO / "tools" / "kafka" / "kafka-local.sh"
+RESULTS: list[Tally] = []
+
+
+async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        total = 0
+        for partition in range(PARTITIONS):
+            total += await consumer.committed(TopicPartition(topic, partition)) or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+def wait_until_committed(bootstrap: str, group: str, topic: str, workers: list[WorkerProcess],
+                         timeout: float = FINISH_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if asyncio.run(committed_total(bootstrap, group, topic)) >= DOCUMENTS:
+                return
+        except Exception:  # the broker may be restarting
+            pass
+        time.sleep(2)
+    logs = "\n".join(w.log() for w in workers)
+    raise AssertionError(f"inputs not all committed after {timeout}s\n{logs}")
+
+
+class Cluster:
+    """Worker processes of one consumer group on one set of topics."""
+
+    def __init__(self, bootstrap: str, delivery: str, tmp_path: Path) -> None:
+        self.bootstrap = bootstrap
+        self.delivery = delivery
+        self.tmp_path = tmp_path
+        self.names = {role: unique_name(f"chaos-{role}") for role in ("in", "out", "dead", "group")}
+        asyncio.run(create_topics(bootstrap, {self.names["in"]: PARTITIONS, self.names["out"]: PARTITIONS,
+                                              self.names["dead"]: 1}))
+        asyncio.run(produce(bootstrap, self.names["in"], DOCUMENTS, PARTITIONS))
+        self.workers: list[WorkerProcess] = []
+        self.started = 0
+
+    def start_worker(self) -> WorkerProcess:
+        self.started += 1
+        worker = WorkerProcess({
+            "NER_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "NER_INPUT_TOPIC": self.names["in"],
+            "NER_OUTPUT_TOPIC": self.names["out"], "NER_DEAD_LETTER_TOPIC": self.names["dead"],
+            "NER_GROUP_ID": self.names["group"], "NER_DELIVERY": self.delivery,
+            "NER_SESSION_TIMEOUT_MS": "6000", "NER_COMMIT_INTERVAL_MS": "200", "NER_DRAIN_TIMEOUT_S": "10",
+            "NER_TRANSACTION_TIMEOUT_MS": "10000", "NER_CONNECT_RETRY_TIMEOUT_S": "120",
+            "NER_MAX_BATCH_DOCUMENTS": "128", "NER_MAX_BATCH_WAIT_MS": "20",
+        }, self.tmp_path / f"worker-{self.started}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    def finish(self, scenario: str) -> Tally:
+        wait_until_committed(self.bootstrap, self.names["group"], self.names["in"], self.workers)
+        for worker in self.workers:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.terminate()
+        outputs, dead = asyncio.run(read_results(self.bootstrap, self.names["out"], self.names["dead"], DOCUMENTS,
+                                                 self.delivery, timeout=300))
+        per_partition = {p: DOCUMENTS // PARTITIONS + (1 if p < DOCUMENTS % PARTITIONS else 0)
+                         for p in range(PARTITIONS)}
+        result = tally(scenario, self.delivery, per_partition, outputs, dead)
+        RESULTS.append(result)
+        print(f"\n{TABLE_HEADER}\n{result.row()}")
+        report = os.environ.get("CHAOS_REPORT")
+        if report:
+            with open(report, "a") as handle:
+                handle.write(result.row() + "\n")
+        return result
+
+    def kill_all(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+
+
+@pytest.fixture
+def cluster_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[str, str | None], Cluster]]:
+    clusters: list[Cluster] = []
+
+    def make(delivery: str, bootstrap: str | None = None) -> Cluster:
+        cluster = Cluster(bootstrap or kafka_bootstrap, delivery, tmp_path)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.kill_all()
+
+
+def check(result: Tally) -> None:
+    assert result.lost == 0, result
+    assert result.order_violations == 0, result
+    assert result.dead_letters >= expected_dead(DOCUMENTS), result
+    if result.delivery == "exactly-once":
+        assert result.duplicated == 0, result
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_sigkill_twenty_times(cluster_factory: Callable[[str], Cluster], delivery: str) -> None:
+    cluster = cluster_factory(delivery)
+    rng = random.Random(20)
+    worker = cluster.start_worker()
+    for _ in range(20):
+        worker.wait_ready()
+        time.sleep(rng.uniform(0.5, 3.0))
+        worker.kill()
+        worker = cluster.start_worker()
+    check(cluster.finish("SIGKILL x20"))
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_scale_one_three_one(cluster_factory: Callable[[str], Cluster], delivery: str) -> None:
+    cluster = cluster_factory(delivery)
+    first = cluster.start_worker()
+    first.wait_ready()
+    time.sleep(3)
+    extra = [cluster.start_worker(), cluster.start_worker()]  # joins: rebalances 2 and 3
+    for worker in extra:
+        worker.wait_ready()
+    time.sleep(5)
+    for worker in extra:  # leaves: rebalances 4 and 5
+        code, _ = worker.terminate()
+        assert code == 0, worker.log()
+    check(cluster.finish("workers 1 → 3 → 1"))
+    assert first.metric("ner_rebalances_total", {"event": "assigned"}) >= 3
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_broker_restart(cluster_factory: Callable[[str, str | None], Cluster], delivery: str,
+                        tmp_path: Path) -> None:
+    # A broker of this test's own: the session's shared broker keeps running for the other tests.
+    port, controller = free_port(), free_port()
+    env = {**os.environ, "KAFKA_LOCAL_HOME": str(tmp_path / "kafka"), "KAFKA_PORT": str(port),
+           "KAFKA_CONTROLLER_PORT": str(controller)}
+    subprocess.run([str(KAFKA_TOOL), "start"], env=env, check=True, capture_output=True)
+    try:
+        cluster = cluster_factory(delivery, f"127.0.0.1:{port}")
+        worker = cluster.start_worker()
+        worker.wait_ready()
+        time.sleep(4)
+        subprocess.run([str(KAFKA_TOOL), "stop"], env=env, check=True, capture_output=True)
+        time.sleep(3)
+        subprocess.run([str(KAFKA_TOOL), "start"], env=env, check=True, capture_output=True)
+        check(cluster.finish("broker restart"))
+    finally:
+        subprocess.run([str(KAFKA_TOOL), "stop"], env=env, check=False, capture_output=True)
+
+
+def teardown_module() -> None:
+    if RESULTS:
+        print(f"\n{TABLE_HEADER}\n" + "\n".join(result.row() for result in RESULTS))

@@ -1,0 +1,218 @@
+"""Every worker setting is reachable from the chart's values, and every value reaches the worker.
+
+The list of settings comes from the worker's code (``worker.settings``), not from the chart, so a
+new setting without a chart value fails here. The rendered environment is fed to the worker's own
+``load_settings``: what the chart writes is what the worker reads.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import typing
+from dataclasses import Field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+
+from tests.deploy.toolbox import CHART, REPO_ROOT, helm_template, only, render, run, tool, worker_container
+from worker.settings import Secret, Settings, load_settings, setting_fields
+
+pytestmark = pytest.mark.deploy
+
+SECRETS_DIR = "/var/run/secrets/kafka-ner-worker"
+
+
+def camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def plain_fields() -> list[Field[Any]]:
+    return [f for f in setting_fields() if not f.metadata.get("secret")]
+
+
+def secret_fields() -> list[Field[Any]]:
+    return [f for f in setting_fields() if f.metadata.get("secret")]
+
+
+def environment(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    """The NER_* environment the worker container gets: its ConfigMap (envFrom) plus env."""
+    container = worker_container(manifests)
+    config_maps = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(config_maps[source["configMapRef"]["name"]]["data"])
+    for var in container.get("env", []):
+        env[var["name"]] = var["value"]
+    return {k: v for k, v in env.items() if k.startswith("NER_")}
+
+
+def non_default_value(f: Field[Any], files: dict[str, Path]) -> tuple[Any, Any]:
+    """(value for values.yaml, the typed value the worker should end up with), not the default."""
+    hint = typing.get_type_hints(Settings)[f.name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    default = f.default
+    if typing.get_origin(hint) is Literal:
+        choice = next(c for c in typing.get_args(hint) if c != default)
+        return choice, choice
+    if hint is bool:
+        return (not default), (not default)
+    if hint is int:
+        low, high = f.metadata.get("min", 0), f.metadata.get("max", 10**9)
+        value = 18081 if f.name == "http_port" else min(max(default * 2 + 7, low + 7), high)
+        if f.name == "max_length":
+            value = 512
+        return value, value
+    if hint is float:
+        high = f.metadata.get("max", 10**9)
+        value = min(default + 1.5, high) if default + 1.5 <= high else (default + high) / 2
+        return value, value
+    if hint is Path:
+        return str(files[f.name]), files[f.name]
+    if typing.get_origin(hint) is tuple:
+        return ["LOC", "MISC"], ("LOC", "MISC")
+    value = f"{f.name.replace('_', '-')}-from-values"
+    return value, value
+
+
+def test_schema_config_keys_are_exactly_the_worker_settings() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    wanted = {camel(f.name) for f in plain_fields()}
+    assert set(schema["properties"]["config"]["properties"]) == wanted
+    assert set(values["config"]) == wanted
+    assert schema["properties"]["config"]["additionalProperties"] is False
+    wanted_secrets = {camel(f.name) for f in secret_fields()}
+    assert wanted_secrets <= set(schema["properties"]["secrets"]["properties"])
+
+
+def test_chart_defaults_are_the_worker_defaults() -> None:
+    """The default render gives the worker exactly its own defaults."""
+    env = environment(render())
+    assert load_settings(env) == Settings()
+
+
+def test_every_setting_value_reaches_the_worker(tmp_path: Path) -> None:
+    files = {name: tmp_path / f"{name}.pem" for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")}
+    for path in files.values():
+        path.write_text("not read here\n", encoding="utf-8")
+    config, expected = {}, {}
+    for f in plain_fields():
+        config[camel(f.name)], expected[f.name] = non_default_value(f, files)
+        assert expected[f.name] != f.default, f.name
+    manifests = render(values={"config": config}, tmp_path=tmp_path)
+    env = environment(manifests)
+    settings = load_settings(env)
+    wrong = {
+        name: (getattr(settings, name), want) for name, want in expected.items() if getattr(settings, name) != want
+    }
+    assert not wrong, f"settings that did not arrive as set: {wrong}"
+    container = worker_container(manifests)
+    assert container["ports"][0]["containerPort"] == 18081
+
+
+def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
+    values = {
+        "config": {"securityProtocol": "SASL_SSL", "saslUsername": "ner"},
+        "secrets": {
+            "saslPassword": {"secretName": "kafka-user", "key": "pw"},
+            "tls": {"secretName": "kafka-tls", "caKey": "ca.pem", "certKey": "client.pem", "keyKey": "client.key"},
+            "sslKeyPassword": {"secretName": "kafka-tls", "key": "client.password"},
+        },
+    }
+    manifests = render(values=values, tmp_path=tmp_path)
+    env = environment(manifests)
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    container = worker_container(manifests)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    expected_files = {
+        "NER_SASL_PASSWORD_FILE": ("kafka-user", "pw"),
+        "NER_SSL_KEY_PASSWORD_FILE": ("kafka-tls", "client.password"),
+        "NER_SSL_CAFILE": ("kafka-tls", "ca.pem"),
+        "NER_SSL_CERTFILE": ("kafka-tls", "client.pem"),
+        "NER_SSL_KEYFILE": ("kafka-tls", "client.key"),
+    }
+    for var, (secret, key) in expected_files.items():
+        path = env[var]
+        assert path.startswith(SECRETS_DIR + "/"), var
+        volume = next(name for name, mount in mounts.items() if path.startswith(mount + "/"))
+        source = volumes[volume]["secret"]
+        item = next(i for i in source["items"] if i["key"] == key)
+        assert (source["secretName"], mounts[volume] + "/" + item["path"]) == (secret, path), var
+    # Every secret setting of the worker is covered, and no secret value is in the ConfigMap.
+    for f in secret_fields():
+        assert f"NER_{f.name.upper()}_FILE" in env
+        assert f"NER_{f.name.upper()}" not in env
+    # The worker reads the very paths the chart mounted.
+    local = {var: tmp_path / var.lower() for var in expected_files}
+    for var, path in local.items():
+        path.write_text(f"{var}-content\n", encoding="utf-8")
+    settings = load_settings({**env, **{var: str(path) for var, path in local.items()}})
+    assert settings.sasl_password == Secret("NER_SASL_PASSWORD_FILE-content")
+    assert settings.ssl_key_password == Secret("NER_SSL_KEY_PASSWORD_FILE-content")
+
+
+def test_chart_files_are_in_step_with_the_worker() -> None:
+    """values.yaml, the schema, the README table and the compose alerts are generated: up to date?"""
+    proc = run([sys.executable, REPO_ROOT / "tools" / "sync_deploy_files.py", "--check", "--helm", tool("helm")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+BAD_VALUES = [
+    ({"config": {"maxBatchDocuments": 0}}, "/config/maxBatchDocuments"),
+    ({"config": {"engine": "tensorrt"}}, "/config/engine"),
+    ({"config": {"maxBachDocuments": 8}}, "maxBachDocuments"),
+    ({"config": {"httpPort": 0}}, "/config/httpPort"),
+    ({"config": {"vllmGpuMemoryUtilization": 1.5}}, "/config/vllmGpuMemoryUtilization"),
+    ({"config": {"drainTimeoutS": "20s"}}, "/config/drainTimeoutS"),
+    ({"config": {"securityProtocol": "SASL_SSL"}}, "/config/saslUsername"),
+    (
+        {"config": {"securityProtocol": "SASL_SSL", "saslUsername": "ner"}},
+        "/secrets/saslPassword/secretName",
+    ),
+    ({"config": {"engine": "remote"}}, "/config/remoteUrl"),
+    ({"gpu": {"count": -1}}, "/gpu/count"),
+    ({"metrics": {"serviceMonitor": {"enabled": True, "interval": "often"}}}, "/metrics/serviceMonitor/interval"),
+]
+
+
+@pytest.mark.parametrize(("values", "path"), BAD_VALUES, ids=[p for _, p in BAD_VALUES])
+def test_bad_values_are_rejected_naming_the_value(values: dict[str, Any], path: str, tmp_path: Path) -> None:
+    proc = helm_template(values=values, tmp_path=tmp_path)
+    assert proc.returncode != 0, f"accepted: {values}"
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    assert path in proc.stderr, proc.stderr
+
+
+TEMPLATE_CHECKS = [
+    (
+        {"config": {"sslCafile": "/etc/ca.pem"}, "secrets": {"tls": {"secretName": "kafka-tls"}}},
+        "config.sslCafile: leave it empty when secrets.tls.secretName is set",
+    ),
+    ({"image": {"tag": "latest"}}, "image.tag: 'latest' is not allowed"),
+    (
+        {"extraEnv": [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "NER_MAX_BATCH_DOCUMENTS", "value": "8"}]},
+        "extraEnv[1].name: NER_MAX_BATCH_DOCUMENTS is a worker setting; set config.maxBatchDocuments instead",
+    ),
+    (
+        {"gpu": {"products": ["NVIDIA-H100"]}, "affinity": {"nodeAffinity": {}}},
+        "gpu.products: cannot be combined with affinity.nodeAffinity",
+    ),
+    (
+        {"autoscaling": {"keda": {"enabled": True, "minReplicaCount": 5, "maxReplicaCount": 2}}},
+        "autoscaling.keda.minReplicaCount: must not exceed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), TEMPLATE_CHECKS, ids=[m.split(":")[0] for _, m in TEMPLATE_CHECKS])
+def test_inconsistent_values_fail_with_a_clear_message(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    proc = helm_template(values=values, tmp_path=tmp_path)
+    assert proc.returncode != 0, f"accepted: {values}"
+    assert message in proc.stderr, proc.stderr
