@@ -58,9 +58,10 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
     state.engine = annotator.engine
     common: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
                               **settings.kafka_security_kwargs()}
+    producer_limits = {"max_request_size": settings.max_produce_bytes, "max_batch_size": 262_144}
     producer = AIOKafkaProducer(
         client_id=f"{settings.client_id}-producer", enable_idempotence=True, acks="all", linger_ms=5,
-        **common,
+        **producer_limits, **common,
     )
     consumer = AIOKafkaConsumer(
         client_id=f"{settings.client_id}-consumer", group_id=settings.group_id, enable_auto_commit=False,
@@ -80,7 +81,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         if settings.delivery == "exactly-once":
             publisher = TransactionalPublisher(
                 writer,
-                eos_producer_factory(common, client_id=f"{settings.client_id}-txn",
+                eos_producer_factory({**common, **producer_limits}, client_id=f"{settings.client_id}-txn",
                                      transaction_timeout_ms=settings.transaction_timeout_ms),
                 group_id=settings.group_id, id_prefix=settings.transactional_id_prefix,
                 rewind=lambda tp, lost: runner.rewind(tp, lost),

@@ -149,6 +149,10 @@ class Settings:
     max_document_tokens: int = field(
         default=65_536, metadata=_doc("Documents with more tokens are dead-lettered as too_large.", min=1)
     )
+    max_produce_bytes: int = field(
+        default=1_048_576,
+        metadata=_doc("Largest record the producer writes; keep it within the topics' max.message.bytes.", min=1024),
+    )
     max_json_depth: int = field(
         default=64, metadata=_doc("Deeper JSON nesting is dead-lettered as too_deep.", min=1)
     )

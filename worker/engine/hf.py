@@ -68,7 +68,7 @@ class TransformersEngine:
             dtype = torch.bfloat16
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a progress bar per start-up clutters the logs
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a progress bar per start-up clutters the logs
         model = AutoModelForTokenClassification.from_pretrained(self._model_path, dtype=dtype)
         self._model = model.to(device).eval()
         self._torch = torch
