@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.engine import Engine, create_engine
-from worker.records import TOO_LARGE, TOO_MANY_ENTITIES, Rejection
+from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Rejection
 from worker.settings import Settings
 from worker.text.decode import Entity, EntityDecoder
 from worker.text.tokenize import DocumentTokenizer, EncodedText, TooLarge
@@ -74,7 +74,11 @@ class Annotator:
         for doc in documents:
             doc_scores = scores[position : position + len(doc.windows)]
             position += len(doc.windows)
-            entities = self.decoder.decode(doc, doc_scores)
+            try:
+                entities = self.decoder.decode(doc, doc_scores)
+            except ValueError as exc:  # e.g. NaN scores: this record is unusable, the stream goes on
+                results.append(Rejection(DECODE_FAILED, f"the engine's scores cannot be decoded: {exc}"))
+                continue
             if len(entities) > self.max_entities:
                 results.append(Rejection(
                     TOO_MANY_ENTITIES, f"{len(entities)} entities; the limit is {self.max_entities}"))

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from worker import __version__
 from worker.annotator import Annotator
+from worker.engine import Engine
 from worker.http import HealthServer
 from worker.metrics import WorkerMetrics
 from worker.settings import Settings
@@ -38,7 +39,9 @@ class StartupError(RuntimeError):
     """The worker cannot start; the message names the cause."""
 
 
-async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None) -> None:
+async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None,
+                     engine: Engine | None = None) -> None:
+    """Run until SIGTERM/SIGINT. ``engine`` replaces the one ``NER_ENGINE`` names (benchmarks)."""
     metrics = metrics or WorkerMetrics()
     metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
     state = _ReadyState()
@@ -52,9 +55,13 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
     )
     if settings.http_port:
         await http.start()
-    annotator = Annotator.from_settings(settings)
     log.info("loading engine %s with model %s", settings.engine, settings.model)
-    await annotator.engine.start()
+    try:
+        annotator = Annotator.from_settings(settings, engine)
+        await annotator.engine.start()
+    except Exception as exc:  # any failure to load is a start-up error that names the setting
+        await http.close()
+        raise StartupError(f"NER_MODEL={settings.model}: the {settings.engine} engine cannot load it: {exc}") from exc
     state.engine = annotator.engine
     common: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
                               **settings.kafka_security_kwargs()}

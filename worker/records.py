@@ -25,6 +25,7 @@ TOO_LARGE = "too_large"
 TOO_DEEP = "too_deep"
 TOO_MANY_ENTITIES = "too_many_entities"
 EMPTY_VALUE = "empty_value"
+DECODE_FAILED = "decode_failed"
 
 Headers = Sequence[tuple[str, bytes]]
 

@@ -73,3 +73,13 @@ def test_health_readiness_and_sigterm_drain(kafka_bootstrap: str, tmp_path: Path
         worker.kill()
     assert code == 0, worker.log()
     assert seconds < 5 + 10  # drain timeout plus the shutdown margin
+
+
+def test_a_model_that_cannot_load_stops_the_worker_naming_the_setting(tmp_path: Path) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    result = run_cli({"PATH": "/usr/bin:/bin", "NER_MODEL": str(broken), "NER_HTTP_PORT": "0",
+                      "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 3, result.stderr
+    assert "NER_MODEL" in result.stderr
