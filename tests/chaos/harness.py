@@ -11,6 +11,7 @@ input order.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ def tally(scenario: str, delivery: str, inputs: dict[int, int], outputs: Iterabl
     result.lost = len(expected - set(seen))
     result.duplicated = sum(count - 1 for count in seen.values() if count > 1)
     for offsets in first_seen.values():
-        result.order_violations += sum(1 for a, b in zip(offsets, offsets[1:], strict=False) if b <= a)
+        result.order_violations += sum(1 for a, b in itertools.pairwise(offsets) if b <= a)
     return result
 
 

@@ -86,8 +86,11 @@ class Cluster:
         self.workers.append(worker)
         return worker
 
-    def finish(self, scenario: str) -> Tally:
+    def wait_done(self) -> None:
         wait_until_committed(self.bootstrap, self.names["group"], self.names["in"], self.workers)
+
+    def finish(self, scenario: str) -> Tally:
+        self.wait_done()
         for worker in self.workers:
             if worker.process is not None and worker.process.poll() is None:
                 worker.terminate()
@@ -136,12 +139,17 @@ def test_sigkill_twenty_times(cluster_factory: Callable[[str], Cluster], deliver
     cluster = cluster_factory(delivery)
     rng = random.Random(20)
     worker = cluster.start_worker()
+    mid_stream = 0
     for _ in range(20):
         worker.wait_ready()
         time.sleep(rng.uniform(0.5, 3.0))
+        if asyncio.run(committed_total(cluster.bootstrap, cluster.names["group"], cluster.names["in"])) < DOCUMENTS:
+            mid_stream += 1
         worker.kill()
         worker = cluster.start_worker()
-    check(cluster.finish("SIGKILL x20"))
+    result = cluster.finish("SIGKILL x20")
+    check(result)
+    assert mid_stream == 20, f"only {mid_stream} of 20 kills hit unfinished work"
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
@@ -157,8 +165,9 @@ def test_scale_one_three_one(cluster_factory: Callable[[str], Cluster], delivery
     for worker in extra:  # leaves: rebalances 4 and 5
         code, _ = worker.terminate()
         assert code == 0, worker.log()
-    check(cluster.finish("workers 1 → 3 → 1"))
+    cluster.wait_done()
     assert first.metric("ner_rebalances_total", {"event": "assigned"}) >= 3
+    check(cluster.finish("workers 1 → 3 → 1"))
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
@@ -173,7 +182,11 @@ def test_broker_restart(cluster_factory: Callable[[str, str | None], Cluster], d
         cluster = cluster_factory(delivery, f"127.0.0.1:{port}")
         worker = cluster.start_worker()
         worker.wait_ready()
-        time.sleep(4)
+        deadline = time.monotonic() + 300
+        while worker.metric("ner_records_published_total") < DOCUMENTS // 10 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        published_at_stop = worker.metric("ner_records_published_total")
+        assert DOCUMENTS // 10 <= published_at_stop < DOCUMENTS, "the broker must stop mid-stream"
         subprocess.run([str(KAFKA_TOOL), "stop"], env=env, check=True, capture_output=True)
         time.sleep(3)
         subprocess.run([str(KAFKA_TOOL), "start"], env=env, check=True, capture_output=True)
