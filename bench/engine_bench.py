@@ -1,0 +1,318 @@
+"""Engine benchmark on a GPU: the worker path with vLLM (engine replicas) and with transformers,
+next to the raw reference points, on the same documents. Writes JSON to --out.
+
+    python3 bench/engine_bench.py all --workdir /tmp/nerbench --out bench/results --budget 540
+
+Every measurement runs in a fresh subprocess (a clean GPU for each engine); ``all`` runs the
+phases in order within the time budget, appends rows as they come and rewrites
+``engine_bench.json`` after every phase, so a run cut short still leaves its results.
+
+Phases (``--phases`` picks some, in the order given):
+  prepare                 models (BERT-base and Qwen3-0.6B shapes, random weights) and documents
+  vllm-worker-bert        VllmEngine with N replicas: engine only (1..N replicas in use), the
+                          worker path on short and on long-mixed documents, latency at half load
+  hf-worker-bert          the same worker path with the transformers engine on the GPU
+  hf-raw-bert             tuned transformers loop over token ids (no worker)
+  vllm-raw-bert           one vLLM engine, LLM.encode over token ids and over raw texts
+  vllm-worker-qwen3, hf-worker-qwen3   the worker path with a decoder model
+  vllm-workers-bert, hf-workers-bert   the worker path in --processes worker processes sharing
+                          the GPU (each with --replicas vLLM replicas of its own)
+Documents: "short" = 20,000 documents of 64..192 tokens; "long-mix" = 4,000 documents of which
+10 % have 2,000..8,000 tokens (several windows each for BERT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import _bench_report as report  # noqa: E402
+from bench._models import build_bert, build_qwen3, calibrate_outside, make_texts, model_cost  # noqa: E402
+
+PEAK_TFLOPS = float(os.environ.get("PEAK_TFLOPS", "790"))  # measured bf16 dense matmul rate (H100/H200)
+PHASES = ["prepare", "vllm-worker-bert", "hf-worker-bert", "hf-raw-bert", "vllm-raw-bert",
+          "vllm-worker-qwen3", "hf-worker-qwen3"]
+MODELS = {"bert": "bert-base", "qwen3": "qwen3-0.6b"}
+
+
+def log(*parts: Any) -> None:
+    print(*parts, flush=True)
+
+
+# --------------------------------------------------------------------------- data
+def prepare(work: Path, models: list[str], smoke: bool) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    words: list[str] = []
+    if "bert" in models and not (work / "bert-base" / "config.json").exists():
+        words = build_bert(work / "bert-base", shape="tiny" if smoke else "base")
+    if "qwen3" in models and not (work / "qwen3-0.6b" / "config.json").exists():
+        words = build_qwen3(work / "qwen3-0.6b")  # same vocabulary (same seed): same tokens
+    scale = 100 if smoke else 1  # --smoke: a quick run of the whole machinery on a CPU
+    if words and not (work / "short.jsonl").exists():
+        for name, count, fraction in (("short", 20_000 // scale, 0.0), ("long-mix", 4_000 // scale, 0.1)):
+            texts = make_texts(words, count, tokens=(64, 192), seed=len(name), long_fraction=fraction)
+            with open(work / f"{name}.jsonl", "w") as f:
+                for i, text in enumerate(texts):
+                    f.write(json.dumps({"id": f"{name}-{i}", "text": text}) + "\n")
+            if name == "short":
+                for model in models:
+                    shift = calibrate_outside(work / MODELS[model], texts[:200])
+                    log(f"{model}: 'O' bias shifted by {shift:.3f} for 85 % of tokens outside entities")
+
+
+def load_values(work: Path, name: str) -> list[bytes]:
+    return [line.rstrip(b"\n") for line in (work / f"{name}.jsonl").open("rb")]
+
+
+def settings_for(engine: str, model: str, work: Path, replicas: int, smoke: bool) -> Any:
+    from worker.settings import Settings
+
+    qwen = model == "qwen3"
+    return Settings(
+        engine="vllm" if engine == "vllm" else "hf", model=str(work / MODELS[model]),
+        device="cpu" if smoke else "cuda", dtype="float32" if smoke else "bfloat16",
+        max_length=8192 if qwen else 0, stride=32, engine_replicas=replicas,
+        vllm_max_model_len=8192 if qwen else 0, max_batch_tokens=65536 if qwen else 131072,
+        max_document_tokens=65536,
+    )
+
+
+def cost_of(work: Path, model: str) -> dict[str, float]:
+    from transformers import AutoConfig
+
+    return model_cost(AutoConfig.from_pretrained(str(work / MODELS[model])))
+
+
+# --------------------------------------------------------------------------- phases
+def phase_raw(work: Path, engine: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench._raw import hf_loop, vllm_one_engine
+    from worker.text.tokenize import DocumentTokenizer, EncodedText
+
+    model_dir = str(work / "bert-base")
+    values = load_values(work, "short")
+    texts = [json.loads(v)["text"] for v in values]
+    tokenizer = DocumentTokenizer.from_pretrained(model_dir)
+    ids = [e.windows[0] for e in tokenizer.encode(texts) if isinstance(e, EncodedText)]
+    lengths = [len(i) for i in ids]
+    cost = cost_of(work, "bert")
+    rows = []
+    if engine == "transformers":
+        for r in hf_loop(model_dir, ids, batch_sizes=[256, 1024], repeats=args.repeats,
+                         device="cpu" if args.smoke else "cuda"):
+            rows.append(report.row("transformers", "raw loop", "bert", "short", r["times"], lengths, cost,
+                                   PEAK_TFLOPS, {"batch_size": r["batch_size"], "inputs": "token ids",
+                                                 "loop": "sorted+padded, SDPA, bf16"}, count=len(ids)))
+    else:
+        info, results = vllm_one_engine(model_dir, ids, texts[:5000], repeats=args.repeats,
+                                        max_num_batched_tokens=65536, max_num_seqs=1024)
+        for r in results:
+            n = r["docs"]
+            rows.append(report.row("vllm", "raw LLM.encode, one engine", "bert", "short", r["times"], lengths[:n],
+                                   cost, PEAK_TFLOPS, {"inputs": r["inputs"], "replicas": 1, "enforce_eager": True,
+                                                       "max_num_batched_tokens": 65536, "max_num_seqs": 1024, **info},
+                                   count=n))
+    return rows
+
+
+async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench._worker_path import latency, throughput
+    from worker.annotator import Annotator
+    from worker.engine.hf import TransformersEngine
+    from worker.engine.vllm import VllmEngine
+
+    settings = settings_for("vllm" if engine_name == "vllm" else "hf", model, work, args.replicas, args.smoke)
+    started = time.perf_counter()
+    engine: Any = (VllmEngine.from_settings(settings) if engine_name == "vllm"
+                   else TransformersEngine.from_settings(settings))
+    await engine.start()
+    start_s = time.perf_counter() - started
+    log(f"{engine_name} engine up in {start_s:.1f} s")
+    annotator = Annotator.from_settings(settings, engine)
+    vllm = engine_name == "vllm"
+    batch_docs = args.batch_docs or (256 if vllm else 1024)
+    concurrency = args.concurrency or (4 * args.replicas if vllm else 2)
+    common = {"replicas": args.replicas if vllm else None, "batch_docs": batch_docs, "concurrency": concurrency,
+              "engine_start_s": round(start_s, 1), "dtype": settings.dtype,
+              "max_length": annotator.tokenizer.max_length,
+              **({"max_num_batched_tokens": settings.vllm_max_num_batched_tokens,
+                  "max_num_seqs": settings.vllm_max_num_seqs, "enforce_eager": settings.vllm_enforce_eager,
+                  "gpu_memory_utilization": settings.vllm_gpu_memory_utilization} if vllm
+                 else {"micro_batch_tokens": settings.max_batch_tokens})}
+    cost = cost_of(work, model)
+    rows: list[dict[str, Any]] = []
+    try:
+        short = load_values(work, "short")
+        windows = [w for e in annotator.tokenize([json.loads(v)["text"] for v in short]) for w in e.windows]  # type: ignore[union-attr]
+        lengths = [len(w) for w in windows]
+        await throughput(annotator, settings, short[:3000], batch_docs=batch_docs, concurrency=concurrency)  # warm-up
+        if model == "bert":  # the engine alone, token ids ready: how far the replicas scale
+            for active in ([k for k in (1, 2, 4, 8, 12, 16) if k < args.replicas] + [args.replicas]) if vllm else [1]:
+                if vllm:
+                    engine.use_replicas(active)
+                t0 = time.perf_counter()
+                chunks = [windows[i : i + 512] for i in range(0, len(windows), 512)]
+                await asyncio.gather(*(engine.classify(c) for c in chunks))
+                rows.append(report.row(engine_name, "engine only", model, "short", [time.perf_counter() - t0],
+                                       lengths, cost, PEAK_TFLOPS, {**common, "replicas": active if vllm else None},
+                                       count=len(short)))
+                log(report.line(rows[-1]))
+            if vllm:
+                engine.use_replicas(None)
+        result = await throughput(annotator, settings, short, batch_docs=batch_docs, concurrency=concurrency)
+        rows.append(report.row(engine_name, "worker path", model, "short", [result["seconds"]], lengths, cost,
+                               PEAK_TFLOPS, {**common, "cpu_us_per_doc": result["cpu_us_per_doc"]}, count=len(short)))
+        log(report.line(rows[-1]))
+        half = 0.5 * result["docs_per_s"]
+        timing = await latency(annotator, settings, short, rate=half, seconds=args.latency_seconds,
+                               batch_docs=batch_docs, max_wait_s=0.01, concurrency=concurrency)
+        rows[-1]["latency_at_half_load"] = timing
+        log(f"  latency at {half:.0f} docs/s: p50 {timing['p50_ms']:.1f} ms, p99 {timing['p99_ms']:.1f} ms")
+        mixed = load_values(work, "long-mix")
+        mixed_windows = [w for e in annotator.tokenize([json.loads(v)["text"] for v in mixed]) for w in e.windows]  # type: ignore[union-attr]
+        result = await throughput(annotator, settings, mixed, batch_docs=max(16, batch_docs // 4),
+                                  concurrency=concurrency)
+        rows.append(report.row(engine_name, "worker path", model, "long-mix", [result["seconds"]],
+                               [len(w) for w in mixed_windows], cost, PEAK_TFLOPS,
+                               {**common, "batch_docs": max(16, batch_docs // 4),
+                                "cpu_us_per_doc": result["cpu_us_per_doc"]}, count=len(mixed)))
+        log(report.line(rows[-1]))
+        if args.profile_dir:
+            await report.profile_worker_path(annotator, settings, short[:4000], batch_docs, concurrency,
+                                       Path(args.profile_dir) / f"profile-{engine_name}-{model}.txt")
+    finally:
+        await engine.close()
+    return rows
+
+
+def phase_workers(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench._shards import run_sharded
+
+    vllm = engine_name == "vllm"
+    batch_docs = args.batch_docs or (256 if vllm else 512)
+    concurrency = args.concurrency or (4 * args.replicas if vllm else 2)
+    common = ["--workdir", str(work), "--engine", engine_name, "--model", model, "--replicas", str(args.replicas),
+              "--batch-docs", str(batch_docs), "--concurrency", str(concurrency)] + (["--smoke"] if args.smoke else [])
+    results = run_sharded(__file__, common, args.processes, timeout_s=args.shard_timeout)
+    seconds = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+    lengths = [n for r in results for n in r["lengths"]]
+    stages = results[0]["cpu_us_per_doc"]
+    cpu = {k: round(sum(r["cpu_us_per_doc"][k] for r in results) / len(results), 2) for k in stages}
+    settings = {"processes": args.processes, "replicas": args.replicas * args.processes if vllm else None,
+                "replicas_per_process": args.replicas if vllm else None, "batch_docs": batch_docs,
+                "concurrency": concurrency, "cpu_us_per_doc": cpu, "dtype": "bfloat16",
+                "engine_start_s": round(max(r["engine_start_s"] for r in results), 1)}
+    row = report.row(engine_name, f"worker path, {args.processes} processes", model, "short", [seconds], lengths,
+                     cost_of(work, model), PEAK_TFLOPS, settings, count=sum(r["docs"] for r in results))
+    log(report.line(row))
+    return [row]
+
+
+def run_shard(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from bench._shards import shard
+
+    settings = settings_for(args.engine, args.model, Path(args.workdir), args.replicas, args.smoke)
+    settings = dataclasses.replace(settings, vllm_gpu_memory_utilization=0.8 / args.processes)
+    asyncio.run(shard(args, settings))
+
+
+def run_phase(args: argparse.Namespace) -> None:
+    work = Path(args.workdir)
+    name = args.name
+    if name == "prepare":
+        prepare(work, args.models, args.smoke)
+        return
+    engine, kind, model = name.split("-")
+    if kind == "workers":
+        rows = phase_workers(work, "vllm" if engine == "vllm" else "transformers", model, args)
+    elif kind == "raw":
+        rows = phase_raw(work, "vllm" if engine == "vllm" else "transformers", args)
+    else:
+        rows = asyncio.run(phase_worker(work, "vllm" if engine == "vllm" else "transformers", model, args))
+    with open(work / "rows.jsonl", "a") as f:
+        for r in rows:
+            f.write(json.dumps({"phase": name, **r}) + "\n")
+
+
+def run_all(args: argparse.Namespace) -> None:
+    work, out = Path(args.workdir), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + args.budget
+    phases = args.phases or PHASES
+    if phases[0] != "prepare":
+        phases = ["prepare", *phases]
+    models = sorted({p.rsplit("-", 1)[-1] for p in phases if p != "prepare"})
+    meta = report.environment()
+    meta["settings"] = {"budget_s": args.budget, "replicas": args.replicas, "peak_tflops": PEAK_TFLOPS}
+    for name in phases:
+        left = deadline - time.time()
+        if left < 30:
+            log(f"SKIP (time budget): {name}")
+            continue
+        log(f"=== {name} ({left:.0f} s left)")
+        replicas = args.shard_replicas if "-workers-" in name else args.replicas
+        command = [sys.executable, __file__, "phase", name, "--workdir", str(work), "--replicas", str(replicas),
+                   "--repeats", str(args.repeats), "--latency-seconds", str(args.latency_seconds),
+                   "--processes", str(args.processes),
+                   "--models", *models, "--profile-dir", str(out)] + (["--smoke"] if args.smoke else [])
+        if args.batch_docs:
+            command += ["--batch-docs", str(args.batch_docs)]
+        code: int | str
+        try:
+            code = subprocess.run(command, timeout=left, check=False).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+        if code != 0:
+            log(f"phase {name} ended with {code}")
+        report.write(out / args.result_name, meta, work / "rows.jsonl")
+    report.print_table(work / "rows.jsonl")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("all", "phase", "shard"):
+        p = sub.add_parser(command)
+        if command == "phase":
+            p.add_argument("name")
+        if command == "shard":
+            p.add_argument("--engine", required=True)
+            p.add_argument("--model", required=True)
+            p.add_argument("--index", type=int, required=True)
+            p.add_argument("--sync", required=True)
+        p.add_argument("--processes", type=int, default=4, help="worker processes of the *-workers-* phases")
+        p.add_argument("--shard-replicas", type=int, default=2, help="vLLM replicas per worker process there")
+        p.add_argument("--shard-timeout", type=float, default=400)
+        p.add_argument("--workdir", required=True)
+        p.add_argument("--replicas", type=int, default=8)
+        p.add_argument("--repeats", type=int, default=2)
+        p.add_argument("--batch-docs", type=int, default=0)
+        p.add_argument("--concurrency", type=int, default=0)
+        p.add_argument("--latency-seconds", type=float, default=6.0)
+        p.add_argument("--models", nargs="*", default=["bert", "qwen3"])
+        p.add_argument("--profile-dir", default="")
+        p.add_argument("--smoke", action="store_true", help="tiny model, 1 %% of the documents, CPU: checks the script")
+        if command == "all":
+            p.add_argument("--out", required=True)
+            p.add_argument("--budget", type=float, default=540)
+            p.add_argument("--phases", type=lambda s: s.split(","), default=None)
+            p.add_argument("--result-name", default="engine_bench.json")
+    args = parser.parse_args()
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    {"all": run_all, "phase": run_phase, "shard": run_shard}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

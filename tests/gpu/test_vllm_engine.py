@@ -1,0 +1,146 @@
+"""The vLLM engine against the transformers engine on the same weights, on a GPU.
+
+Same documents (a varied multilingual corpus, a tenth of it several windows long), same
+tokenizer and decoder, two engines: in float32 the entities must be identical; in bfloat16 at
+least 99.5 % of the spans must agree (the kernels differ, so rounding differs). Both figures are
+printed. The vLLM engine runs with two replicas, so batches are split and load-balanced.
+
+Needs a CUDA GPU and vllm; skipped elsewhere (run ``pytest -m gpu`` on a GPU machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.parity.corpus import corpus
+from worker.bundled_model import TINY_NER_PATH
+from worker.engine.base import EngineError
+from worker.text.decode import EntityDecoder
+from worker.text.tokenize import DocumentTokenizer, EncodedText
+
+
+def _gpu_with_vllm() -> bool:
+    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not _gpu_with_vllm(), reason="needs a CUDA GPU and vllm"),
+]
+
+Span = tuple[int, str, int, int]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped tiny NER model; where it is not built yet, a tiny BERT trained here in seconds
+    (random weights would put near-ties between labels on every token, which no trained model has)."""
+    if (TINY_NER_PATH / "config.json").exists():
+        return TINY_NER_PATH
+    from bench._models import build_bert, train_tiny_tagger
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    build_bert(path, shape="tiny", dtype="float32")
+    accuracy = train_tiny_tagger(path)
+    print(f"\ntiny tagger trained: token accuracy {accuracy:.4f}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return corpus(300, seed=77, long_every=10, long_words=400)
+
+
+def _annotate(engine: Any, model_dir: Path, texts: list[str]) -> tuple[list[list[Any]], list[Any]]:
+    """Entities of every text, and the raw window scores, through one engine."""
+
+    async def run() -> tuple[list[list[Any]], list[Any]]:
+        await engine.start()
+        try:
+            tokenizer = DocumentTokenizer.from_pretrained(str(model_dir), max_length=engine.max_length, stride=32)
+            decoder = EntityDecoder(engine.id2label, aggregation="simple", scores=engine.scores)
+            encoded = [e for e in tokenizer.encode(texts) if isinstance(e, EncodedText)]
+            windows = [w for e in encoded for w in e.windows]
+            # Several batches at once, as the worker sends them.
+            parts = await asyncio.gather(*(engine.classify(windows[i : i + 40]) for i in range(0, len(windows), 40)))
+            scores = [s for part in parts for s in part]
+            entities, position = [], 0
+            for doc in encoded:
+                entities.append(decoder.decode(doc, scores[position : position + len(doc.windows)]))
+                position += len(doc.windows)
+            return entities, scores
+        finally:
+            await engine.close()
+
+    return asyncio.run(run())
+
+
+def _spans(entities: list[list[Any]]) -> set[Span]:
+    return {(i, e["label"], e["start"], e["end"]) for i, doc in enumerate(entities) for e in doc}
+
+
+def _compare(model_dir: Path, texts: list[str], dtype: str) -> dict[str, float]:
+    from worker.engine.hf import TransformersEngine
+    from worker.engine.vllm import VllmEngine
+
+    vllm_engine = VllmEngine(str(model_dir), replicas=2, dtype=dtype, gpu_memory_utilization=0.3, split_tokens=2048)
+    hf_engine = TransformersEngine(str(model_dir), device="cuda", dtype=dtype)
+    got, got_scores = _annotate(vllm_engine, model_dir, texts)
+    want, want_scores = _annotate(hf_engine, model_dir, texts)
+    assert len(got_scores) == len(want_scores)
+    assert all(a.shape == b.shape for a, b in zip(got_scores, want_scores, strict=True))
+    a, b = _spans(got), _spans(want)
+    score_diff = max(float(np.abs(x - y).max()) for x, y in zip(got_scores, want_scores, strict=True))
+    same = len(a & b)
+    figures = {"spans_vllm": len(a), "spans_transformers": len(b), "identical": same,
+               "agreement": 2 * same / max(1, len(a) + len(b)), "max_probability_diff": score_diff}
+    print(f"\n{dtype}: {same} of {len(a)} vLLM / {len(b)} transformers spans identical "
+          f"({100 * figures['agreement']:.3f} %); max |probability difference| {score_diff:.2e}")
+    return figures
+
+
+def test_float32_entities_are_identical(model_dir: Path, texts: list[str]) -> None:
+    figures = _compare(model_dir, texts, "float32")
+    assert figures["spans_vllm"] > 0
+    assert figures["agreement"] == 1.0
+    assert figures["max_probability_diff"] < 1e-3
+
+
+def test_bfloat16_spans_agree(model_dir: Path, texts: list[str]) -> None:
+    figures = _compare(model_dir, texts, "bfloat16")
+    assert figures["spans_vllm"] > 0
+    assert figures["agreement"] >= 0.995
+
+
+def test_a_dead_replica_fails_its_batch_and_the_engine_reports_it(model_dir: Path) -> None:
+    from worker.engine.vllm import VllmEngine
+
+    engine = VllmEngine(str(model_dir), replicas=1, dtype="bfloat16", gpu_memory_utilization=0.15)
+
+    async def run() -> None:
+        await engine.start()
+        try:
+            assert engine.ready()
+            assert [s.shape[0] for s in await engine.classify([[1, 5, 6, 7], [1, 5]])] == [4, 2]
+            task = asyncio.ensure_future(engine.classify([[1] * 50] * 5000))
+            await asyncio.sleep(0.05)
+            engine._handles[0].kill()
+            with pytest.raises(EngineError, match="replica 0"):
+                await task
+            assert not engine.ready()
+            with pytest.raises(EngineError):
+                await engine.classify([[1, 2, 3]])
+        finally:
+            await engine.close()
+
+    asyncio.run(run())
