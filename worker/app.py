@@ -22,8 +22,9 @@ from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
 from worker.http import HealthServer
+from worker.kafka_diagnostics import bootstrap_errors, connect_failure_cause, guard_secret_logging
 from worker.metrics import WorkerMetrics
-from worker.settings import Settings
+from worker.settings import Settings, SettingsError
 from worker.stream.publisher import Publisher, RecordWriter, Sink
 from worker.stream.runner import StreamRunner
 from worker.stream.transactions import TransactionalPublisher, eos_producer_factory
@@ -53,6 +54,8 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         host=settings.http_host,
         port=settings.http_port,
     )
+    guard_secret_logging(settings)
+    common = _client_kwargs(settings)  # before the slow engine load: a bad certificate or key fails at once
     if settings.http_port:
         await http.start()
     log.info("loading engine %s with model %s", settings.engine, settings.model)
@@ -63,8 +66,6 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         await http.close()
         raise StartupError(f"NER_MODEL={settings.model}: the {settings.engine} engine cannot load it: {exc}") from exc
     state.engine = annotator.engine
-    common: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
-                              **settings.kafka_security_kwargs()}
     producer_limits = {"max_request_size": settings.max_produce_bytes, "max_batch_size": 262_144}
     producer = AIOKafkaProducer(
         client_id=f"{settings.client_id}-producer", enable_idempotence=True, acks="all", linger_ms=5,
@@ -121,23 +122,44 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
 
 
 async def _connect(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, settings: Settings) -> None:
-    """Start both clients, retrying an unreachable broker until ``connect_retry_timeout_s``."""
+    """Start both clients, retrying until ``connect_retry_timeout_s``; /readyz stays false meanwhile.
+
+    Every failure is retried (a certificate or a password may be rotated while the worker
+    waits). The cause is logged once when it first appears, not on every attempt, and again in
+    the StartupError at the end.
+    """
     deadline = time.monotonic() + settings.connect_retry_timeout_s
     delay = 0.5
-    for client, name in ((producer, "producer"), (consumer, "consumer")):
-        while True:
-            try:
-                await client.start()
-                break
-            except KafkaError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise StartupError(
-                        f"cannot connect the {name} to NER_KAFKA_BOOTSTRAP_SERVERS="
-                        f"{settings.kafka_bootstrap_servers}: {exc}"
-                    ) from None
-                log.warning("%s cannot reach the broker yet (%s); retrying", name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    reported = ""
+    with bootstrap_errors() as seen:
+        for client, name in ((producer, "producer"), (consumer, "consumer")):
+            while True:
+                try:
+                    await client.start()
+                    break
+                except (KafkaError, OSError) as exc:
+                    cause = connect_failure_cause(seen[-1] if seen else exc, settings)
+                    seen.clear()
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise StartupError(
+                            f"cannot connect the {name} to NER_KAFKA_BOOTSTRAP_SERVERS="
+                            f"{settings.kafka_bootstrap_servers} within NER_CONNECT_RETRY_TIMEOUT_S="
+                            f"{settings.connect_retry_timeout_s:g}: {cause}"
+                        ) from None
+                    if cause != reported:
+                        log.warning("%s cannot connect to the broker yet, retrying for up to %.0fs: %s",
+                                    name, remaining, cause)
+                        reported = cause
+                    await asyncio.sleep(min(delay, remaining))  # the last attempt falls on the deadline
+                    delay = min(delay * 2, 5.0)
+
+
+def _client_kwargs(settings: Settings) -> dict[str, Any]:
+    try:
+        return {"bootstrap_servers": settings.kafka_bootstrap_servers, **settings.kafka_security_kwargs()}
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 async def _partition_counts(producer: AIOKafkaProducer, settings: Settings) -> dict[str, int]:

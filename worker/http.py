@@ -63,6 +63,10 @@ class HealthServer:
             await writer.drain()
         except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # The worker is exiting with a request in flight (a probe): end quietly. A cancelled
+            # handler task makes Python 3.11's stream callback log a spurious ERROR traceback.
+            pass
         finally:
             writer.close()
 

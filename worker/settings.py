@@ -232,25 +232,43 @@ class Settings:
     log_json: bool = field(default=False, metadata=_doc("Log one JSON object per line."))
 
     def kafka_security_kwargs(self) -> dict[str, Any]:
-        """aiokafka client arguments for the configured security protocol."""
+        """aiokafka client arguments for the configured security protocol.
+
+        Raises ``SettingsError`` naming the setting when the CA bundle, certificate or key cannot
+        be loaded, so that a bad mount fails at start instead of as an obscure handshake error.
+        """
         import ssl
 
         kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.security_protocol in ("SSL", "SASL_SSL"):
-            context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+            try:
+                context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+            except ssl.SSLError as exc:
+                raise SettingsError(f"{env_name('ssl_cafile')}: not a PEM CA bundle ({exc.reason or exc})") from None
             context.check_hostname = self.ssl_check_hostname
             if self.ssl_certfile:
-                context.load_cert_chain(
-                    str(self.ssl_certfile),
-                    str(self.ssl_keyfile) if self.ssl_keyfile else None,
-                    self.ssl_key_password.reveal() if self.ssl_key_password else None,
-                )
+                try:
+                    context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                                            self._key_password)
+                except ssl.SSLError as exc:
+                    raise SettingsError(
+                        f"{env_name('ssl_certfile')}, {env_name('ssl_keyfile')}: cannot load the client certificate "
+                        f"and key ({exc.reason or exc}; a wrong {env_name('ssl_key_password')}, a key that does not "
+                        "belong to the certificate, or not PEM)"
+                    ) from None
             kwargs["ssl_context"] = context
         if self.security_protocol.startswith("SASL"):
             kwargs["sasl_mechanism"] = self.sasl_mechanism
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password.reveal() if self.sasl_password else ""
         return kwargs
+
+    def _key_password(self) -> str:
+        # A callback rather than None: with None, OpenSSL would prompt on the terminal for the
+        # password of an encrypted key, and a worker without one would hang or fail obscurely.
+        if self.ssl_key_password is None:
+            raise SettingsError(f"{env_name('ssl_keyfile')}: the key is encrypted; set {env_name('ssl_key_password')}")
+        return self.ssl_key_password.reveal()
 
 
 def env_name(field_name: str) -> str:
