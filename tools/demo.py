@@ -45,11 +45,16 @@ def main() -> int:
         asyncio.run(_produce(topics["input"], lines))
         print(f"produced {len(lines)} records to {topics['input']}; starting the worker ...", flush=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
-        env.update({
-            "NER_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "NER_INPUT_TOPIC": topics["input"],
-            "NER_OUTPUT_TOPIC": topics["output"], "NER_DEAD_LETTER_TOPIC": topics["dead"],
-            "NER_GROUP_ID": f"demo-{run}", "NER_HTTP_PORT": "0",
-        })
+        env.update(
+            {
+                "NER_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+                "NER_INPUT_TOPIC": topics["input"],
+                "NER_OUTPUT_TOPIC": topics["output"],
+                "NER_DEAD_LETTER_TOPIC": topics["dead"],
+                "NER_GROUP_ID": f"demo-{run}",
+                "NER_HTTP_PORT": "0",
+            }
+        )
         worker = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=env, cwd=REPO)
         outputs, dead = asyncio.run(_collect(topics["output"], topics["dead"], len(lines), args.timeout))
     finally:
@@ -60,7 +65,9 @@ def main() -> int:
             subprocess.run([str(KAFKA_TOOL), "stop"], check=False)
     _print(outputs, dead)
     ok = len(outputs) + len(dead) == len(lines)
-    print(f"\n{len(outputs)} annotated, {len(dead)} dead-lettered, {len(lines)} sent: {'OK' if ok else 'MISSING RECORDS'}")
+    print(
+        f"\n{len(outputs)} annotated, {len(dead)} dead-lettered, {len(lines)} sent: {'OK' if ok else 'MISSING RECORDS'}"
+    )
     return 0 if ok else 1
 
 
@@ -84,9 +91,12 @@ async def _produce(topic: str, lines: list[bytes]) -> None:
         await producer.stop()
 
 
-async def _collect(output: str, dead: str, expected: int, timeout: float) -> tuple[list[dict], list[tuple[bytes, dict[str, str]]]]:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(output, dead, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+async def _collect(
+    output: str, dead: str, expected: int, timeout: float
+) -> tuple[list[dict], list[tuple[bytes, dict[str, str]]]]:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(
+        output, dead, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
     await consumer.start()
     outputs: list[dict] = []  # type: ignore[type-arg]
     dead_letters: list[tuple[bytes, dict[str, str]]] = []
@@ -112,15 +122,20 @@ def _print(outputs: list[dict], dead: list[tuple[bytes, dict[str, str]]]) -> Non
         text: str = doc["text"]
         marked, cursor = [], 0
         for entity in doc["entities"]:
-            marked.append(text[cursor:entity["start"]])
-            marked.append(f"{bold}[{text[entity['start']:entity['end']]}]{reset}{dim}{entity['label']}{reset}")
+            marked.append(text[cursor : entity["start"]])
+            marked.append(f"{bold}[{text[entity['start'] : entity['end']]}]{reset}{dim}{entity['label']}{reset}")
             cursor = entity["end"]
         marked.append(text[cursor:])
         print(f"\n{doc.get('id', '?')}: {''.join(marked)}")
         for entity in doc["entities"]:
-            print(f"    {entity['label']:<5} {entity['start']:>4}-{entity['end']:<4} {entity['score']:.3f}  {entity['text']}")
+            print(
+                f"    {entity['label']:<5} {entity['start']:>4}-{entity['end']:<4}"
+                f" {entity['score']:.3f}  {entity['text']}"
+            )
     for value, headers in dead:
-        print(f"\ndead letter ({headers.get('ner.error.reason')}): {value[:60]!r}\n    {headers.get('ner.error.message')}")
+        print(
+            f"\ndead letter ({headers.get('ner.error.reason')}): {value[:60]!r}\n    {headers.get('ner.error.message')}"
+        )
 
 
 if __name__ == "__main__":

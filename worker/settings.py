@@ -182,7 +182,10 @@ class Settings:
     )
 
     # --- Batching and backpressure --------------------------------------------------------
-    max_batch_documents: int = field(default=64, metadata=_doc("Documents per engine batch.", min=1))
+    max_batch_documents: int = field(
+        default=256,
+        metadata=_doc("Documents per engine batch (small batches cost several times the CPU per document).", min=1),
+    )
     max_batch_tokens: int = field(default=16384, metadata=_doc("Tokens per engine batch.", min=1))
     max_batch_wait_ms: int = field(
         default=20, metadata=_doc("Longest wait to fill a batch before it is sent anyway.", min=0)

@@ -81,7 +81,7 @@ class Cluster:
             "NER_GROUP_ID": self.names["group"], "NER_DELIVERY": self.delivery,
             "NER_SESSION_TIMEOUT_MS": "6000", "NER_COMMIT_INTERVAL_MS": "200", "NER_DRAIN_TIMEOUT_S": "10",
             "NER_TRANSACTION_TIMEOUT_MS": "10000", "NER_CONNECT_RETRY_TIMEOUT_S": "120",
-            "NER_MAX_BATCH_DOCUMENTS": "128", "NER_MAX_BATCH_WAIT_MS": "20",
+            "NER_MAX_BATCH_DOCUMENTS": "512", "NER_MAX_BATCH_WAIT_MS": "20",
         }, self.tmp_path / f"worker-{self.started}.log").start()
         self.workers.append(worker)
         return worker

@@ -19,8 +19,10 @@ from tests.integration.worker_process import REPO, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-SCHEMAS = {name: json.loads((REPO / "schemas" / f"{name}.schema.json").read_text())
-           for name in ("input", "output", "dead-letter")}
+SCHEMAS = {
+    name: json.loads((REPO / "schemas" / f"{name}.schema.json").read_text())
+    for name in ("input", "output", "dead-letter")
+}
 MALFORMED = [
     (b"\xff\xfe not utf-8", "invalid_utf8"),
     (b'{"text": "cut short', "invalid_json"),
@@ -37,7 +39,8 @@ def make_document(rng: random.Random, number: int) -> dict[str, Any]:
     sentences = []
     for _ in range(rng.randint(1, 12)):  # some documents exceed one model window
         sentences.append(
-            f"{rng.choice(FIRST)} met  the board of {rng.choice(ORGS)} in {rng.choice(PLACES)} on day {rng.randint(1, 28)}."
+            f"{rng.choice(FIRST)} met  the board of {rng.choice(ORGS)} in {rng.choice(PLACES)}"
+            f" on day {rng.randint(1, 28)}."
         )
     if rng.random() < 0.1:
         sentences.append("Emoji 🎉 and tabs\tand\nnewlines, zero\u200bwidth.")
@@ -83,17 +86,27 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
         values.append((f"key-{number}".encode(), value))
     asyncio.run(produce(kafka_bootstrap, names["in"], values))
 
-    worker = WorkerProcess({
-        "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "NER_INPUT_TOPIC": names["in"],
-        "NER_OUTPUT_TOPIC": names["out"], "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"],
-        "NER_MAX_LENGTH": "64", "NER_STRIDE": "16", "NER_COMMIT_INTERVAL_MS": "200",
-    }, tmp_path / "worker.log").start()
+    worker = WorkerProcess(
+        {
+            "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "NER_INPUT_TOPIC": names["in"],
+            "NER_OUTPUT_TOPIC": names["out"],
+            "NER_DEAD_LETTER_TOPIC": names["dead"],
+            "NER_GROUP_ID": names["group"],
+            "NER_MAX_LENGTH": "64",
+            "NER_STRIDE": "16",
+            "NER_COMMIT_INTERVAL_MS": "200",
+        },
+        tmp_path / "worker.log",
+    ).start()
     try:
         worker.wait_ready()
-        outputs = asyncio.run(read_topic(kafka_bootstrap, names["out"], expect=1000 - sum(expected_reasons.values()),
-                                         timeout=240))
-        dead = asyncio.run(read_topic(kafka_bootstrap, names["dead"], expect=sum(expected_reasons.values()),
-                                      timeout=30))
+        outputs = asyncio.run(
+            read_topic(kafka_bootstrap, names["out"], expect=1000 - sum(expected_reasons.values()), timeout=240)
+        )
+        dead = asyncio.run(
+            read_topic(kafka_bootstrap, names["dead"], expect=sum(expected_reasons.values()), timeout=30)
+        )
         metrics = {
             "received": worker.metric("ner_records_received_total"),
             "published": worker.metric("ner_records_published_total"),
@@ -120,7 +133,7 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
         assert dict(record.headers)["trace-id"] == record.key
         assert record.partition == source["partition"]  # output partition follows the input partition
         for entity in body["entities"]:
-            assert body["text"][entity["start"]:entity["end"]] == entity["text"]
+            assert body["text"][entity["start"] : entity["end"]] == entity["text"]
         entity_count += len(body["entities"])
     dead_reasons: Counter[str] = Counter()
     for record in dead:
@@ -148,14 +161,20 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
 def test_outputs_of_each_partition_keep_input_order(kafka_bootstrap: str, tmp_path: Path) -> None:
     names = {role: unique_name(f"order-{role}") for role in ("in", "out", "dead", "group")}
     asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 2, names["out"]: 2, names["dead"]: 1}))
-    values = [(f"k{n}".encode(), orjson.dumps({"text": f"Anna Schmidt visited Berlin {n} times."}))
-              for n in range(300)]
+    values = [(f"k{n}".encode(), orjson.dumps({"text": f"Anna Schmidt visited Berlin {n} times."})) for n in range(300)]
     asyncio.run(produce(kafka_bootstrap, names["in"], values))
-    worker = WorkerProcess({
-        "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "NER_INPUT_TOPIC": names["in"],
-        "NER_OUTPUT_TOPIC": names["out"], "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"],
-        "NER_MAX_BATCH_DOCUMENTS": "7", "NER_MAX_CONCURRENT_BATCHES": "4",
-    }, tmp_path / "worker.log").start()
+    worker = WorkerProcess(
+        {
+            "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "NER_INPUT_TOPIC": names["in"],
+            "NER_OUTPUT_TOPIC": names["out"],
+            "NER_DEAD_LETTER_TOPIC": names["dead"],
+            "NER_GROUP_ID": names["group"],
+            "NER_MAX_BATCH_DOCUMENTS": "7",
+            "NER_MAX_CONCURRENT_BATCHES": "4",
+        },
+        tmp_path / "worker.log",
+    ).start()
     try:
         outputs = asyncio.run(read_topic(kafka_bootstrap, names["out"], expect=300, timeout=180))
     finally:

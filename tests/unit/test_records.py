@@ -56,7 +56,9 @@ def test_output_adds_entities_and_ner_and_keeps_the_rest() -> None:
 
 
 def test_dead_letter_headers_keep_the_originals_and_add_the_reason() -> None:
-    headers = dead_letter_headers([("trace", b"abc")], Rejection("invalid_json", "bad"), topic="t", partition=2, offset=9)
+    headers = dead_letter_headers(
+        [("trace", b"abc")], Rejection("invalid_json", "bad"), topic="t", partition=2, offset=9
+    )
     as_dict = dict(headers)
     assert headers[0] == ("trace", b"abc")
     assert as_dict["ner.error.reason"] == b"invalid_json"

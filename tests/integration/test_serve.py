@@ -1,0 +1,264 @@
+"""`ner-worker serve` as a real process on the shipped model: the API, its contract, its
+OpenAPI document (fuzzed by schemathesis), micro-batching of concurrent clients, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+
+from tests.fixtures.fake_vllm_server import free_port
+from worker.annotator import Annotator
+from worker.settings import BUNDLED_MODEL, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = str(BUNDLED_MODEL)
+OUTPUT_SCHEMA = json.loads((REPO / "schemas" / "output.schema.json").read_text())
+TEXTS = [
+    "Angela Merkel met Emmanuel Macron in Paris on Tuesday to discuss the future of Airbus.",
+    "Satya Nadella said Microsoft will open a new office in Berlin next spring.",
+    "João Silva and María García founded Innovatech Solutions in São Paulo. 🎉",
+    " ".join(f"Pierre Dubois of Renault met Anna Kowalska in Warsaw on day {n}." for n in range(30)),
+]
+
+
+class ServeProcess:
+    def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
+        environ.update({"NER_MODEL": MODEL, "PYTHONPATH": str(REPO), **(env or {})})
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+                cwd=REPO, env=environ, stdout=log, stderr=log,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                ) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.url + path, data=body, headers=headers or {},
+                                         method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def post_json(self, value: Any, **headers: str) -> tuple[int, dict[str, str], Any]:
+        status, response_headers, body = self.request("/v1/annotate", orjson.dumps(value),
+                                                      {"Content-Type": "application/json", **headers})
+        return status, response_headers, orjson.loads(body)
+
+    def wait_ready(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log()
+            try:
+                if self.request("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"serve not ready after {timeout_s}s:\n{self.log()}")
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        total = 0.0
+        for line in self.request("/metrics")[2].decode().splitlines():
+            series, _, value = line.rpartition(" ")
+            if series.split("{", 1)[0] == name and all(f'{k}="{v}"' in series for k, v in (labels or {}).items()):
+                total += float(value)
+        return total
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    process = ServeProcess(tmp_path_factory.mktemp("serve") / "serve.log", "--max-request-documents", "50",
+                           "--max-request-bytes", "200000", env={"NER_MAX_BATCH_WAIT_MS": "50"})
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.process.kill()
+        process.process.wait()
+
+
+@pytest.fixture(scope="module")
+def expected() -> list[Any]:
+    """What the shared Annotator says in-process for TEXTS: the server must say the same."""
+    async def annotate() -> list[Any]:
+        annotator = Annotator.from_settings(load_settings({"NER_MODEL": MODEL}))
+        await annotator.engine.start()
+        try:
+            return await annotator.annotate(TEXTS)
+        finally:
+            await annotator.engine.close()
+
+    return asyncio.run(annotate())
+
+
+def same_entities(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    """Equal spans and labels; scores equal up to float noise (padding differs between batches)."""
+    def key(entities: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(e["label"], e["text"], e["start"], e["end"]) for e in entities]
+
+    return key(got) == key(want) and all(abs(g["score"] - w["score"]) < 1e-4 for g, w in zip(got, want, strict=True))
+
+
+def without_source(document: dict[str, Any]) -> dict[str, Any]:
+    """An output record as the schema sees it once ner.source names a Kafka position."""
+    copy = json.loads(json.dumps(document))
+    copy["ner"]["source"] = {"topic": "t", "partition": 0, "offset": 0}
+    return copy
+
+
+def test_one_document_is_answered_with_the_stream_output_record(server: ServeProcess, expected: list[Any]) -> None:
+    status, headers, body = server.post_json({"id": "doc-1", "text": TEXTS[0], "meta": {"n": 1}},
+                                             **{"X-Request-ID": "req-42"})
+    assert status == 200
+    assert headers["X-Request-ID"] == "req-42"
+    assert {k: body[k] for k in ("id", "text", "meta")} == {"id": "doc-1", "text": TEXTS[0], "meta": {"n": 1}}
+    assert same_entities(body["entities"], expected[0]) and body["entities"]
+    assert body["ner"]["source"] == {"request": "req-42", "index": 0}
+    assert body["ner"]["model"] == "tiny-ner"
+    jsonschema.validate(without_source(body), OUTPUT_SCHEMA)
+
+
+def test_a_list_is_answered_in_order_with_errors_by_index(server: ServeProcess, expected: list[Any]) -> None:
+    request = [{"text": TEXTS[1]}, {"title": "no text"}, "not an object", {"text": TEXTS[3], "id": 4},
+               {"text": 7}, {"text": TEXTS[2]}]
+    status, _, body = server.post_json(request)
+    assert status == 200
+    documents, errors = body["documents"], body["errors"]
+    assert len(documents) == len(request)
+    assert [d is None for d in documents] == [False, True, True, False, True, False]
+    assert [(e["index"], e["reason"]) for e in errors] == [(1, "missing_text"), (2, "not_an_object"),
+                                                          (4, "text_not_string")]
+    for index, want in ((0, expected[1]), (3, expected[3]), (5, expected[2])):
+        assert same_entities(documents[index]["entities"], want)
+    assert [documents[i]["ner"]["source"]["index"] for i in (0, 3, 5)] == [0, 3, 5]
+    for document in (documents[0], documents[3], documents[5]):
+        for entity in document["entities"]:
+            assert document["text"][entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_plain_text_body_is_one_document(server: ServeProcess, expected: list[Any]) -> None:
+    status, _, body = server.request("/v1/annotate", TEXTS[2].encode(), {"Content-Type": "text/plain; charset=utf-8"})
+    document = orjson.loads(body)
+    assert status == 200
+    assert document["text"] == TEXTS[2] and same_entities(document["entities"], expected[2])
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        (b'{"text": "cut', "application/json", 400, "invalid_json"),
+        (b"\xff\xfe", "text/plain", 400, "invalid_utf8"),
+        (b"", "application/json", 400, "empty_value"),
+        (b'{"title": "no text"}', "application/json", 422, "missing_text"),
+        (b'{"text": ["a"]}', "application/json", 422, "text_not_string"),
+        (b"[" + b",".join([b'{"text": "a"}'] * 51) + b"]", "application/json", 422, "too_many_documents"),
+        (b'{"text": "' + b"a" * 300_000 + b'"}', "application/json", 413, "request_too_large"),
+    ],
+)
+def test_bad_requests_get_a_clear_error(server: ServeProcess, body: bytes, content_type: str, status: int,
+                                        reason: str) -> None:
+    got_status, _, got = server.request("/v1/annotate", body, {"Content-Type": content_type})
+    assert (got_status, orjson.loads(got)["error"]["reason"]) == (status, reason)
+
+
+def test_concurrent_clients_share_engine_batches(server: ServeProcess, expected: list[Any]) -> None:
+    before_batches = server.metric("ner_batch_documents_count")
+    before_documents = server.metric("ner_batch_documents_sum")
+    answers: list[tuple[int, Any]] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        status, _, body = server.post_json({"id": number, "text": TEXTS[number % 3]})
+        with lock:
+            answers.append((status, body))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(answers) == 32 and all(status == 200 for status, _ in answers)
+    for _, body in answers:
+        assert same_entities(body["entities"], expected[body["id"] % 3])
+    batches = server.metric("ner_batch_documents_count") - before_batches
+    assert server.metric("ner_batch_documents_sum") - before_documents == 32
+    assert batches < 32  # documents of different requests went to the engine together
+
+
+def test_health_readiness_metrics_and_openapi(server: ServeProcess) -> None:
+    assert server.request("/healthz")[0] == 200
+    status, _, body = server.request("/readyz")
+    assert status == 200 and orjson.loads(body)["checks"] == {"engine_loaded": True, "engine_ready": True}
+    server.post_json({"text": TEXTS[0]})
+    assert server.metric("ner_http_requests_total", {"route": "/v1/annotate", "status": "200"}) >= 1
+    assert server.metric("ner_documents_annotated_total") >= 1
+    assert server.metric("ner_entities_total") >= 1
+    openapi = orjson.loads(server.request("/openapi.json")[2])
+    # The entity of the HTTP API is the entity of the stream's output schema.
+    assert openapi["components"]["schemas"]["Entity"] == OUTPUT_SCHEMA["properties"]["entities"]["items"]
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_schemathesis_finds_no_server_error_and_no_contract_violation(server: ServeProcess,
+                                                                      mode: GenerationMode) -> None:
+    """Every built-in check (no 5xx, documented status codes and content types, responses that
+    match their schema, ...) on generated requests: valid ones, and invalid ones for negative."""
+    schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
+
+    @given(case=schema.as_strategy(generation_mode=mode))
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def check(case: Any) -> None:
+        case.call_and_validate()
+
+    check()
+
+
+def test_sigterm_finishes_the_request_in_flight(tmp_path: Path) -> None:
+    process = ServeProcess(tmp_path / "serve.log")
+    outcome: list[int] = []
+    try:
+        process.wait_ready()
+        request = [{"text": TEXTS[3]}] * 40
+        client = threading.Thread(target=lambda: outcome.append(process.post_json(request)[0]))
+        client.start()
+        time.sleep(0.3)  # the request is being scored
+        code = process.stop()
+        client.join(timeout=60)
+    finally:
+        process.process.kill()
+    assert code == 0, process.log()
+    assert outcome == [200]
