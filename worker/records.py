@@ -62,14 +62,15 @@ def parse_value(value: bytes | None, settings: Settings) -> Document | Rejection
     except orjson.JSONDecodeError as exc:
         return Rejection(INVALID_JSON, f"the value is not valid JSON: {exc}")
     if not isinstance(body, dict):
-        return Rejection(NOT_AN_OBJECT, f"the JSON value is a {_json_type(body)}, not an object")
+        return Rejection(NOT_AN_OBJECT, f"the JSON value is {_with_article(_json_type(body))}, not an object")
     if _depth_exceeds(body, settings.max_json_depth):
         return Rejection(TOO_DEEP, f"the JSON nesting is deeper than {settings.max_json_depth}")
     text = _lookup(body, settings.text_field)
     if text is _MISSING:
         return Rejection(MISSING_TEXT, f"the object has no field {settings.text_field!r}")
     if not isinstance(text, str):
-        return Rejection(TEXT_NOT_STRING, f"the field {settings.text_field!r} is a {_json_type(text)}, not a string")
+        return Rejection(TEXT_NOT_STRING,
+                         f"the field {settings.text_field!r} is {_with_article(_json_type(text))}, not a string")
     return _checked_text(text, body, settings)
 
 
@@ -103,6 +104,10 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
     return False
+
+
+def _with_article(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _json_type(value: Any) -> str:
