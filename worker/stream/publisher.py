@@ -155,8 +155,6 @@ async def _send(producer: AIOKafkaProducer, record: Outgoing) -> asyncio.Future[
 class Sink(Protocol):
     """Where finished batches go: at-least-once ``Publisher`` or exactly-once ``TransactionalPublisher``."""
 
-    failure: BaseException | None
-
     async def publish(self, entries: Sequence[tuple[SourceRecord, Outcome]]) -> None: ...
 
     async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...
@@ -179,7 +177,6 @@ class Publisher:
         self._writer = writer
         self._rewind = rewind
         self._rewinds: set[asyncio.Task[None]] = set()
-        self.failure: BaseException | None = None
 
     async def publish(self, entries: Sequence[tuple[SourceRecord, Outcome]]) -> None:
         for source, outcome in entries:

@@ -118,8 +118,6 @@ class StreamRunner:
     def _raise_if_failed(self, publisher_task: asyncio.Task[None]) -> None:
         if self._fatal is None and publisher_task.done() and not publisher_task.cancelled():
             self._fatal = publisher_task.exception()
-        if self._fatal is None and self.publisher.failure is not None:
-            self._fatal = self.publisher.failure
         if self._fatal is not None:
             raise FatalStreamError(str(self._fatal)) from self._fatal
 
@@ -261,7 +259,7 @@ class StreamRunner:
         self._flush_due_batches(force=True)
         deadline = time.monotonic() + deadline_s
         while self.tracker.pending(chosen) > 0 and time.monotonic() < deadline:
-            if self.publisher.failure is not None or self._fatal is not None:
+            if self._fatal is not None:
                 return False
             self._flush_due_batches(force=True)
             await asyncio.sleep(0.01)

@@ -47,7 +47,6 @@ class TransactionalPublisher:
         self._id_prefix = id_prefix
         self._rewind = rewind
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
-        self.failure: BaseException | None = None
 
     async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         # Starting the producer runs InitProducerId: this is the moment the previous owner of the
