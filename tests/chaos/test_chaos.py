@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.chaos.harness import TABLE_HEADER, Tally, expected_dead, produce, read_results, tally
-from tests.fixtures.kafka import create_topics, unique_name
+from tests.fixtures.kafka import committed_offsets, create_topics, unique_name
 from tests.integration.worker_process import REPO, WorkerProcess, free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -34,15 +33,8 @@ RESULTS: list[Tally] = []
 
 
 async def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        total = 0
-        for partition in range(PARTITIONS):
-            total += await consumer.committed(TopicPartition(topic, partition)) or 0
-        return total
-    finally:
-        await consumer.stop()
+    positions = await committed_offsets(bootstrap, group, topic, PARTITIONS)
+    return sum(position or 0 for position in positions.values())
 
 
 def wait_until_committed(bootstrap: str, group: str, topic: str, workers: list[WorkerProcess],

@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from tests.fixtures.kafka import create_topics, read_topic, unique_name
+from tests.fixtures.kafka import committed_offsets, create_topics, read_topic, unique_name
 from tests.integration.worker_process import REPO, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -56,15 +56,6 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]])
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        await consumer.stop()
 
 
 def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
@@ -154,7 +145,7 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
 
     # SIGTERM drained and committed everything before leaving the group.
     ends = Counter(partition for partition, _ in seen)
-    assert asyncio.run(committed(kafka_bootstrap, names["group"], names["in"], 3)) == dict(ends)
+    assert asyncio.run(committed_offsets(kafka_bootstrap, names["group"], names["in"], 3)) == dict(ends)
     assert seconds < 30
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
+from tests.fixtures.kafka import committed_offsets
 from tests.integration.worker_process import WorkerProcess
 from tests.security.broker import SecuredBroker
 
@@ -187,15 +188,6 @@ async def produce(bootstrap: str, topic: str, values: list[bytes] | dict[bytes, 
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        await consumer.stop()
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> dict[int, int | None]:
