@@ -7,14 +7,30 @@ three give the same entities for the same text.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from worker.engine import Engine, create_engine
-from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Rejection
+from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Document, Rejection, parse_value
 from worker.settings import Settings
 from worker.text.decode import Entity, EntityDecoder
 from worker.text.tokenize import DocumentTokenizer, EncodedText, TooLarge
+
+Item = TypeVar("Item", bound="Prepared")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A record value parsed and tokenized, or the reason it cannot be annotated."""
+
+    document: Document | None = None
+    encoded: EncodedText | None = None
+    rejection: Rejection | None = None
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(w) for w in self.encoded.windows) if self.encoded is not None else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +78,23 @@ class Annotator:
             else:
                 encoded.append(item)
         return encoded
+
+    def prepare(self, items: Sequence[Item], settings: Settings, value: Callable[[Item], bytes | None]) -> None:
+        """Parse every item's value and tokenize the valid ones in one tokenizer call, in place."""
+        valid: list[Item] = []
+        for item in items:
+            parsed = parse_value(value(item), settings)
+            if isinstance(parsed, Rejection):
+                item.rejection = parsed
+            else:
+                item.document = parsed
+                valid.append(item)
+        encoded = self.tokenize([item.document.text for item in valid if item.document is not None])
+        for item, result in zip(valid, encoded, strict=True):
+            if isinstance(result, Rejection):
+                item.rejection = result
+            else:
+                item.encoded = result
 
     async def annotate_encoded(self, documents: Sequence[EncodedText]) -> BatchResult:
         """One engine call for every window of every document, then decoding."""

@@ -15,31 +15,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from worker.annotator import Annotator, BatchResult
+from worker.annotator import Annotator, BatchResult, Prepared
 from worker.offline_files import ResultFiles, error_record
 from worker.offline_progress import Progress
-from worker.records import Document, Rejection, output_value, parse_value
+from worker.records import Rejection, output_value
 from worker.settings import Settings
-from worker.text.tokenize import EncodedText
 
 _MAX_REPORTED = 20
 """Bad lines reported one by one on stderr; the errors file holds all of them."""
 
 
 @dataclass(slots=True)
-class Slot:
+class Slot(Prepared):
     """One input line on its way through: the document and its windows, or why it has none."""
 
-    line: int
-    raw: bytes
-    num_bytes: int
-    document: Document | None = None
-    encoded: EncodedText | None = None
-    rejection: Rejection | None = None
-
-    @property
-    def tokens(self) -> int:
-        return sum(len(w) for w in self.encoded.windows) if self.encoded is not None else 0
+    line: int = field(kw_only=True)
+    raw: bytes = field(kw_only=True)
+    num_bytes: int = field(kw_only=True)
 
 
 @dataclass(slots=True)
@@ -103,7 +95,7 @@ class OfflineAnnotation:
                 self.summary.skipped_lines += 1
                 self.progress.skipped(num_bytes)
                 continue
-            group.append(Slot(number, raw, num_bytes))
+            group.append(Slot(line=number, raw=raw, num_bytes=num_bytes))
             if len(group) >= self.settings.max_batch_documents:
                 yield group
                 group = []
@@ -112,20 +104,7 @@ class OfflineAnnotation:
 
     def _prepare(self, group: list[Slot]) -> list[Slot]:
         """Parse every line and tokenize the valid ones in one tokenizer call."""
-        valid: list[Slot] = []
-        for slot in group:
-            parsed = parse_value(slot.raw, self.settings)
-            if isinstance(parsed, Rejection):
-                slot.rejection = parsed
-            else:
-                slot.document = parsed
-                valid.append(slot)
-        encoded = self.annotator.tokenize([slot.document.text for slot in valid if slot.document is not None])
-        for slot, item in zip(valid, encoded, strict=True):
-            if isinstance(item, Rejection):
-                slot.rejection = item
-            else:
-                slot.encoded = item
+        self.annotator.prepare(group, self.settings, lambda slot: slot.raw)
         return group
 
     def _batches(self, slots: list[Slot]) -> Iterator[list[Slot]]:

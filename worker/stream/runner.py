@@ -15,15 +15,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from worker.annotator import Annotator, BatchResult
+from worker.annotator import Annotator, BatchResult, Prepared
 from worker.metrics import WorkerMetrics
-from worker.records import Document, Rejection, parse_value
+from worker.records import Rejection
 from worker.settings import Settings
 from worker.stream.batcher import Batcher
 from worker.stream.offsets import OffsetTracker
@@ -38,21 +38,14 @@ _RESUME_FRACTION = 0.75
 
 
 @dataclass(slots=True)
-class WorkItem:
+class WorkItem(Prepared):
     """One input record on its way through the pipeline: to annotate, or rejected with a reason.
 
     Rejected records travel with the others (at no token cost), so that dead letters are
     published in order and, in exactly-once mode, inside the same transaction as their batch.
     """
 
-    source: SourceRecord
-    document: Document | None = None
-    encoded: EncodedText | None = None
-    rejection: Rejection | None = None
-
-    @property
-    def tokens(self) -> int:
-        return sum(len(w) for w in self.encoded.windows) if self.encoded is not None else 0
+    source: SourceRecord = field(kw_only=True)
 
 
 @dataclass(slots=True)
@@ -142,20 +135,9 @@ class StreamRunner:
         for record in records:
             progress.track(record.offset)
             self.metrics.records_received.inc()
-            source = SourceRecord(tp, record.offset, record.key, record.value, tuple(record.headers),
-                                  record.timestamp, progress)
-            parsed = parse_value(record.value, self.settings)
-            if isinstance(parsed, Rejection):
-                items.append(WorkItem(source, rejection=parsed))
-            else:
-                items.append(WorkItem(source, document=parsed))
-        to_encode = [item for item in items if item.document is not None]
-        encoded = self.annotator.tokenize([item.document.text for item in to_encode if item.document])
-        for item, result in zip(to_encode, encoded, strict=True):
-            if isinstance(result, Rejection):
-                item.rejection = result
-            else:
-                item.encoded = result
+            items.append(WorkItem(source=SourceRecord(tp, record.offset, record.key, record.value,
+                                                      tuple(record.headers), record.timestamp, progress)))
+        self.annotator.prepare(items, self.settings, lambda item: item.source.value)
         for item in items:
             self.batcher.add(item, item.tokens)
 
