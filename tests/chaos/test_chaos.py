@@ -21,7 +21,8 @@ import pytest
 
 from tests.chaos.harness import TABLE_HEADER, Tally, expected_dead, produce, read_results, tally
 from tests.fixtures.kafka import committed_offsets, create_topics, unique_name
-from tests.integration.worker_process import REPO, WorkerProcess, free_port
+from tests.fixtures.ports import free_port
+from tests.integration.worker_process import REPO, WorkerProcess
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from tests.deploy.toolbox import tool
-from tests.integration.worker_process import free_port
+from tests.fixtures.ports import free_port
 
 
 class PrometheusServer:

@@ -24,7 +24,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from tests.fixtures.fake_vllm_server import free_port
+from tests.fixtures.ports import free_port
 from worker.annotator import Annotator
 from worker.settings import BUNDLED_MODEL, load_settings
 

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from tests.fixtures.kafka import create_topics, unique_name
-from tests.integration.worker_process import REPO, WorkerProcess, free_port
+from tests.fixtures.ports import free_port
+from tests.integration.worker_process import REPO, WorkerProcess
 
 
 def run_cli(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

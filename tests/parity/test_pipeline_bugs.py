@@ -6,6 +6,7 @@ Each test feeds the pipeline's own ``postprocess`` and our decoder the same per-
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -26,8 +27,10 @@ pytestmark = pytest.mark.parity
 def answers(hf_tokenizer, text: str, label_of: Callable[[EncodedText, int], str], strategy: str, *,
             names: Sequence[str] = BIO, max_length: int = 64, stride: int | None = None):
     """(pipeline entities, our entities) when token ``i`` is scored ``label_of(encoded, i)``."""
-    model = zoo("bert-cased").model  # only its config travels; the scores below replace its output
+    # Copies: the zoo's tokenizers and models are cached and shared with other tests.
+    model = copy.deepcopy(zoo("bert-cased").model)  # only its config travels; the scores below replace its output
     model.config.id2label = dict(enumerate(names))
+    hf_tokenizer = copy.deepcopy(hf_tokenizer)
     hf_tokenizer.model_max_length = max_length
     pipe = pipeline("token-classification", model=model, tokenizer=hf_tokenizer, device="cpu")
     documents = DocumentTokenizer(hf_tokenizer, max_length=max_length, stride=stride or 0, max_document_tokens=10_000)

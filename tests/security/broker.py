@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fixtures.kafka import KAFKA_TOOL, REPO_ROOT
-from tests.integration.worker_process import free_port
+from tests.fixtures.ports import free_port
 from tests.security.pki import Identity, Pki
 
 SECURED_LISTENERS = {"MTLS": "SSL", "TLS": "SSL", "EXPIRED": "SSL", "WRONGHOST": "SSL", "SASL_SSL": "SASL_SSL"}

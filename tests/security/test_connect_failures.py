@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.integration.worker_process import free_port
+from tests.fixtures.ports import free_port
 from tests.security.broker import SecuredBroker
 from tests.security.workers import (
     ALL_SECRETS,
