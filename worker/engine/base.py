@@ -9,6 +9,7 @@ wrapped in the model's special tokens. The engine answers one score matrix per w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +21,32 @@ WindowScores = npt.NDArray[np.float32]
 
 class EngineError(RuntimeError):
     """The engine failed on a batch; the batch is retried or the worker stops (never dropped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What an engine reports about its model, read from the model's config."""
+
+    name: str
+    id2label: dict[int, str]
+    max_length: int
+    pad_token_id: int
+
+
+def read_model_facts(model: str, *caps: int) -> ModelFacts:
+    """The model's name, labels and longest window; ``caps`` (0 = none) can only lower the
+    window limit that the model's position table allows."""
+    from transformers import AutoConfig
+
+    from worker.text.tokenize import model_length_limit
+
+    config = AutoConfig.from_pretrained(model)
+    return ModelFacts(
+        name=str(getattr(config, "_name_or_path", "") or model).rstrip("/").split("/")[-1],
+        id2label={int(k): v for k, v in config.id2label.items()},
+        max_length=model_length_limit(min((cap for cap in caps if cap > 0), default=0), config),
+        pad_token_id=int(getattr(config, "pad_token_id", 0) or 0),
+    )
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.engine.base import EngineError, ScoreKind, WindowScores
+from worker.engine.base import EngineError, ScoreKind, WindowScores, read_model_facts
 from worker.settings import Settings
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -26,23 +26,17 @@ class TransformersEngine:
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", max_length: int = 0,
                  micro_batch_tokens: int = 8192) -> None:
-        from transformers import AutoConfig
-
         self._model_path = model
         self._device_choice = device
         self._dtype_choice = dtype
-        config = AutoConfig.from_pretrained(model)
-        self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
-        self.name = str(getattr(config, "_name_or_path", "") or model).rstrip("/").split("/")[-1]
-        limit = int(getattr(config, "max_position_embeddings", 512))
-        # RoBERTa-style models reserve padding_idx + 1 positions.
-        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            limit -= int(getattr(config, "pad_token_id", 1)) + 1
-        self.max_length = min(max_length, limit) if max_length else limit
+        facts = read_model_facts(model, max_length)
+        self.id2label: dict[int, str] = facts.id2label
+        self.name = facts.name
+        self.max_length = facts.max_length
         self._micro_batch_tokens = micro_batch_tokens
         self._model: Any = None
         self._torch: Any = None
-        self._pad_id = int(getattr(config, "pad_token_id", 0) or 0)
+        self._pad_id = facts.pad_token_id
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-engine")
         self._ready = threading.Event()
 

@@ -32,7 +32,7 @@ import aiohttp
 import numpy as np
 import orjson
 
-from worker.engine.base import EngineError, ScoreKind, WindowScores
+from worker.engine.base import EngineError, ScoreKind, WindowScores, read_model_facts
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,13 @@ class RemoteEngine:
                  request_tokens: int = 32768, max_connections: int = 8, backoff_s: float = 0.5,
                  backoff_max_s: float = 10.0, health_interval_s: float = 5.0,
                  startup_timeout_s: float = 120.0) -> None:
-        from transformers import AutoConfig
-
         if encoding not in _ENCODINGS:
             raise ValueError(f"encoding must be one of {_ENCODINGS}, got {encoding!r}")
         self.url = url.rstrip("/")
-        config = AutoConfig.from_pretrained(model)
-        self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
-        self.name = str(getattr(config, "_name_or_path", "") or model).rstrip("/").split("/")[-1]
-        limit = int(getattr(config, "max_position_embeddings", 512))
-        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            limit -= int(getattr(config, "pad_token_id", 1)) + 1  # positions reserved below padding_idx
-        self.max_length = min(max_length, limit) if max_length else limit
+        facts = read_model_facts(model, max_length)
+        self.id2label: dict[int, str] = facts.id2label
+        self.name = facts.name
+        self.max_length = facts.max_length
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_retries = max_retries
         self._encoding = encoding

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from worker.engine.base import EngineError, ScoreKind, WindowScores
+from worker.engine.base import EngineError, ScoreKind, WindowScores, read_model_facts
 from worker.engine.vllm_replicas import ReplicaConnection, ReplicaHandle, split_evenly
 from worker.settings import Settings
 
@@ -62,22 +62,14 @@ class VllmEngine:
                  gpu_memory_utilization: float = 0.8, enforce_eager: bool = True, attention_backend: str = "",
                  submit: str = "stream", start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
                  split_tokens: int = DEFAULT_SPLIT_TOKENS) -> None:
-        from transformers import AutoConfig
-
         if replicas < 1:
             raise ValueError("replicas must be at least 1")
         if submit not in ("stream", "encode"):
             raise ValueError(f"submit must be 'stream' or 'encode', not {submit!r}")
-        config = AutoConfig.from_pretrained(model)
-        self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
-        self.name = str(getattr(config, "_name_or_path", "") or model).rstrip("/").split("/")[-1]
-        limit = int(getattr(config, "max_position_embeddings", 512))
-        # RoBERTa-style models reserve padding_idx + 1 positions.
-        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            limit -= int(getattr(config, "pad_token_id", 1)) + 1
-        for cap in (max_length, max_model_len):
-            limit = min(limit, cap) if cap else limit
-        self.max_length = limit
+        facts = read_model_facts(model, max_length, max_model_len)
+        self.id2label: dict[int, str] = facts.id2label
+        self.name = facts.name
+        self.max_length = facts.max_length
         self.replicas = replicas
         self.start_timeout_s = start_timeout_s
         self.split_tokens = max(1, split_tokens)
