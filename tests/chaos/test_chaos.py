@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.harness import TABLE_HEADER, Tally, expected_dead, produce, read_results, tally
-from tests.fixtures.kafka import committed_offsets, create_topics, unique_name
+from tests.fixtures.kafka import committed_offsets, create_topics, stream_env, stream_names
 from tests.fixtures.ports import free_port
 from tests.integration.worker_process import REPO, WorkerProcess
 
@@ -59,7 +59,7 @@ class Cluster:
         self.bootstrap = bootstrap
         self.delivery = delivery
         self.tmp_path = tmp_path
-        self.names = {role: unique_name(f"chaos-{role}") for role in ("in", "out", "dead", "group")}
+        self.names = stream_names("chaos")
         asyncio.run(create_topics(bootstrap, {self.names["in"]: PARTITIONS, self.names["out"]: PARTITIONS,
                                               self.names["dead"]: 1}))
         asyncio.run(produce(bootstrap, self.names["in"], DOCUMENTS, PARTITIONS))
@@ -69,9 +69,7 @@ class Cluster:
     def start_worker(self) -> WorkerProcess:
         self.started += 1
         worker = WorkerProcess({
-            "NER_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "NER_INPUT_TOPIC": self.names["in"],
-            "NER_OUTPUT_TOPIC": self.names["out"], "NER_DEAD_LETTER_TOPIC": self.names["dead"],
-            "NER_GROUP_ID": self.names["group"], "NER_DELIVERY": self.delivery,
+            **stream_env(self.names, self.bootstrap), "NER_DELIVERY": self.delivery,
             "NER_SESSION_TIMEOUT_MS": "6000", "NER_COMMIT_INTERVAL_MS": "200", "NER_DRAIN_TIMEOUT_S": "10",
             "NER_TRANSACTION_TIMEOUT_MS": "10000", "NER_CONNECT_RETRY_TIMEOUT_S": "120",
             "NER_MAX_BATCH_DOCUMENTS": "512", "NER_MAX_BATCH_WAIT_MS": "20",

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.fixtures.kafka import create_topics, read_topic, unique_name
+from tests.fixtures.kafka import create_topics, read_topic, stream_env, stream_names
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ def adversarial(rng: random.Random, number: int) -> bytes:
 
 def test_ten_thousand_adversarial_records(kafka_bootstrap: str, tmp_path: Path) -> None:
     rng = random.Random(10_000)
-    names = {role: unique_name(f"poison-{role}") for role in ("in", "out", "dead", "group")}
+    names = stream_names("poison")
     asyncio.run(_create_big_input(kafka_bootstrap, names["in"]))
     asyncio.run(create_topics(kafka_bootstrap, {names["out"]: 2, names["dead"]: 1}))
     values = [adversarial(rng, n) for n in range(RECORDS)]
@@ -110,8 +110,7 @@ def test_ten_thousand_adversarial_records(kafka_bootstrap: str, tmp_path: Path) 
     asyncio.run(_produce(kafka_bootstrap, names["in"], values, rng))
 
     worker = WorkerProcess({
-        "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "NER_INPUT_TOPIC": names["in"],
-        "NER_OUTPUT_TOPIC": names["out"], "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"],
+        **stream_env(names, kafka_bootstrap),
         "NER_MAX_TEXT_CHARS": str(MAX_TEXT), "NER_MAX_RECORD_BYTES": str(MAX_RECORD),
         "NER_MAX_JSON_DEPTH": str(MAX_DEPTH),
     }, tmp_path / "worker.log").start()

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.fixtures.fake_vllm_server import FakeVllmProcess
-from tests.fixtures.kafka import create_topics, read_topic, unique_name
+from tests.fixtures.kafka import create_topics, read_topic, stream_env, stream_names
 from tests.integration.worker_process import REPO, WorkerProcess
 from worker.annotator import Annotator
 from worker.engine import EngineError
@@ -230,12 +230,11 @@ def test_offline_annotate_stops_cleanly_when_the_server_dies_and_resumes(tmp_pat
 @pytest.mark.integration
 def test_stream_worker_rides_out_a_server_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
     server = FakeVllmProcess(MODEL, tmp_path / "server.log").start()
-    names = {role: unique_name(f"remote-{role}") for role in ("in", "out", "dead", "group")}
+    names = stream_names("remote")
     asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 2, names["out"]: 2, names["dead"]: 1}))
     documents = [{"id": n, "text": TEXTS[n % len(TEXTS)]} for n in range(240)]
     worker = WorkerProcess({
-        "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "NER_INPUT_TOPIC": names["in"],
-        "NER_OUTPUT_TOPIC": names["out"], "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"],
+        **stream_env(names, kafka_bootstrap),
         "NER_ENGINE": "remote", "NER_REMOTE_URL": server.url, "NER_REMOTE_MAX_RETRIES": "40", "NER_MODEL": MODEL,
         "NER_MAX_BATCH_DOCUMENTS": "8", "NER_COMMIT_INTERVAL_MS": "200",
     }, tmp_path / "worker.log")

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.fixtures.kafka import committed_offsets, create_topics, read_topic, unique_name
+from tests.fixtures.kafka import committed_offsets, create_topics, read_topic, stream_env, stream_names
 from tests.integration.worker_process import REPO, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     rng = random.Random(4)
-    names = {role: unique_name(f"e2e-{role}") for role in ("in", "out", "dead", "group")}
+    names = stream_names("e2e")
     asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 3, names["out"]: 3, names["dead"]: 1}))
     values: list[tuple[bytes, bytes]] = []
     expected_reasons: Counter[str] = Counter()
@@ -79,11 +79,7 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
 
     worker = WorkerProcess(
         {
-            "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "NER_INPUT_TOPIC": names["in"],
-            "NER_OUTPUT_TOPIC": names["out"],
-            "NER_DEAD_LETTER_TOPIC": names["dead"],
-            "NER_GROUP_ID": names["group"],
+            **stream_env(names, kafka_bootstrap),
             "NER_MAX_LENGTH": "64",
             "NER_STRIDE": "16",
             "NER_COMMIT_INTERVAL_MS": "200",
@@ -150,17 +146,13 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
 
 
 def test_outputs_of_each_partition_keep_input_order(kafka_bootstrap: str, tmp_path: Path) -> None:
-    names = {role: unique_name(f"order-{role}") for role in ("in", "out", "dead", "group")}
+    names = stream_names("order")
     asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 2, names["out"]: 2, names["dead"]: 1}))
     values = [(f"k{n}".encode(), orjson.dumps({"text": f"Anna Schmidt visited Berlin {n} times."})) for n in range(300)]
     asyncio.run(produce(kafka_bootstrap, names["in"], values))
     worker = WorkerProcess(
         {
-            "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "NER_INPUT_TOPIC": names["in"],
-            "NER_OUTPUT_TOPIC": names["out"],
-            "NER_DEAD_LETTER_TOPIC": names["dead"],
-            "NER_GROUP_ID": names["group"],
+            **stream_env(names, kafka_bootstrap),
             "NER_MAX_BATCH_DOCUMENTS": "7",
             "NER_MAX_CONCURRENT_BATCHES": "4",
         },

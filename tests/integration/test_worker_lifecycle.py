@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.fixtures.kafka import create_topics, unique_name
+from tests.fixtures.kafka import create_topics, stream_env, stream_names, unique_name
 from tests.fixtures.ports import free_port
 from tests.integration.worker_process import REPO, WorkerProcess
 
@@ -54,13 +54,10 @@ def test_a_missing_output_topic_fails_at_start_naming_it(kafka_bootstrap: str) -
 
 @pytest.mark.integration
 def test_health_readiness_and_sigterm_drain(kafka_bootstrap: str, tmp_path: Path) -> None:
-    names = {role: unique_name(f"life-{role}") for role in ("in", "out", "dead", "group")}
+    names = stream_names("life")
     asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 2, names["out"]: 2, names["dead"]: 1}))
-    worker = WorkerProcess({
-        "NER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "NER_INPUT_TOPIC": names["in"],
-        "NER_OUTPUT_TOPIC": names["out"], "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"],
-        "NER_DRAIN_TIMEOUT_S": "5",
-    }, tmp_path / "worker.log").start()
+    env = {**stream_env(names, kafka_bootstrap), "NER_DRAIN_TIMEOUT_S": "5"}
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         worker.wait_ready()
         status, body = worker.get("/readyz")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.kafka import create_topics, unique_name
+from tests.fixtures.kafka import create_topics, stream_names
 from tests.security.broker import MECHANISMS, SaslUser, SecuredBroker, new_secured_broker
 from tests.security.pki import make_pki
 from tests.security.workers import CLIENT_KEY_PASSWORD, USER_PASSWORDS, TopicMaker
@@ -36,7 +36,7 @@ def secure_topics(secured_broker: SecuredBroker) -> TopicMaker:
     each) on the secured broker and returns their names plus a fresh group id."""
 
     def make(prefix: str) -> dict[str, str]:
-        names = {role: unique_name(f"{prefix}-{role}") for role in ("in", "out", "dead", "group")}
+        names = stream_names(prefix)
         asyncio.run(create_topics(secured_broker.bootstrap(), {names[r]: 1 for r in ("in", "out", "dead")}))
         return names
 

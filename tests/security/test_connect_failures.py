@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.fixtures.kafka import stream_env
 from tests.fixtures.ports import free_port
 from tests.security.broker import SecuredBroker
 from tests.security.workers import (
@@ -34,7 +35,6 @@ from tests.security.workers import (
     leaked,
     produce,
     secret_setting,
-    topic_env,
 )
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
@@ -99,7 +99,7 @@ def failed_runs(secured_broker: SecuredBroker, failing_input: dict[str, str],
         for case_id, make_env, _ in CASES:
             while sum(run.exit_code is None for run in runs.values()) >= PARALLEL_STARTS:
                 next(run for run in runs.values() if run.exit_code is None).wait()
-            env = {**topic_env({**failing_input, "group": f"{failing_input['group']}-{case_id}"}),
+            env = {**stream_env({**failing_input, "group": f"{failing_input['group']}-{case_id}"}),
                    **make_env(secured_broker, folder / case_id),
                    "NER_LOG_LEVEL": "DEBUG", "NER_CONNECT_RETRY_TIMEOUT_S": str(RETRY_S)}
             runs[case_id] = WatchedRun(SecureWorker(env, folder / f"{case_id}.log")).start()

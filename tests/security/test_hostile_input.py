@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.fixtures.kafka import Record, read_topic
+from tests.fixtures.kafka import Record, read_topic, stream_env
 from tests.security.broker import SecuredBroker
 from tests.security.workers import (
     START_TIMEOUT_S,
@@ -23,7 +23,6 @@ from tests.security.workers import (
     TopicMaker,
     connection_env,
     produce,
-    topic_env,
 )
 from worker.settings import Settings
 
@@ -60,7 +59,7 @@ def limited(secured_broker: SecuredBroker, secure_topics: TopicMaker,
     documents = {name.encode(): orjson.dumps(doc) for name, (doc, _, _) in HOSTILE.items()}
     documents[b"harmless"] = orjson.dumps(HARMLESS)
     asyncio.run(produce(secured_broker.bootstrap(), names["in"], documents))
-    env = {**topic_env(names), **connection_env(secured_broker, "SCRAM-SHA-256", folder), **LIMITS,
+    env = {**stream_env(names), **connection_env(secured_broker, "SCRAM-SHA-256", folder), **LIMITS,
            "NER_HTTP_HOST": HTTP_HOST}
     worker = SecureWorker(env, folder / "worker.log").start()
     try:

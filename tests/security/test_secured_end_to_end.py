@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from tests.fixtures.kafka import read_topic
+from tests.fixtures.kafka import read_topic, stream_env
 from tests.security.broker import SecuredBroker
 from tests.security.workers import (
     ALL_SECRETS,
@@ -26,7 +26,6 @@ from tests.security.workers import (
     key_body_lines,
     leaked,
     produce,
-    topic_env,
 )
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
@@ -64,7 +63,7 @@ def mode_runs(secured_broker: SecuredBroker, secure_topics: TopicMaker,
             names = secure_topics(case_id)
             values = [orjson.dumps({"id": f"{case_id}-{n}", "text": TEXTS[n % len(TEXTS)]}) for n in range(DOCUMENTS)]
             asyncio.run(produce(secured_broker.bootstrap(), names["in"], values))
-            env = {**topic_env(names), **connection_env(secured_broker, mode, folder / case_id, from_files=from_files),
+            env = {**stream_env(names), **connection_env(secured_broker, mode, folder / case_id, from_files=from_files),
                    "NER_LOG_LEVEL": "DEBUG", "NER_COMMIT_INTERVAL_MS": "200"}
             runs[case_id] = ModeRun(names, env, SecureWorker(env, folder / f"{case_id}.log").start())
         yield runs

@@ -61,11 +61,6 @@ class SecureWorker(WorkerProcess):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def topic_env(names: dict[str, str]) -> dict[str, str]:
-    return {"NER_INPUT_TOPIC": names["in"], "NER_OUTPUT_TOPIC": names["out"],
-            "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"]}
-
-
 def connection_env(broker: SecuredBroker, mode: str, folder: Path, *, from_files: bool = False) -> dict[str, str]:
     """NER_* settings to reach ``broker`` in ``mode``: ``ssl``, ``mtls`` or a SASL mechanism.
 
