@@ -16,17 +16,15 @@ import numpy as np
 import orjson
 import pytest
 
+from tests.fixtures.documents import MODEL, annotate_in_process
 from tests.fixtures.fake_vllm_server import FakeVllmProcess
 from tests.fixtures.kafka import create_topics, read_topic, stream_env, stream_names
 from tests.integration.worker_process import REPO, WorkerProcess
-from worker.annotator import Annotator
 from worker.engine import EngineError
 from worker.engine.hf import TransformersEngine
 from worker.engine.remote import RemoteEngine
-from worker.settings import BUNDLED_MODEL, load_settings
 from worker.text.tokenize import DocumentTokenizer, EncodedText
 
-MODEL = str(BUNDLED_MODEL)
 TEXTS = [
     "Angela Merkel met Emmanuel Macron in Paris on Tuesday to discuss the future of Airbus.",
     "Satya Nadella said Microsoft will open a new office in Berlin next spring.",
@@ -94,16 +92,8 @@ def test_remote_scores_equal_the_transformers_engine(server: FakeVllmProcess, wi
 
 
 def test_remote_annotator_finds_the_same_entities_as_the_transformers_one(server: FakeVllmProcess) -> None:
-    async def annotate(environ: dict[str, str]) -> list[Any]:
-        annotator = Annotator.from_settings(load_settings({"NER_MODEL": MODEL, **environ}))
-        await annotator.engine.start()
-        try:
-            return await annotator.annotate(TEXTS)
-        finally:
-            await annotator.engine.close()
-
-    local = asyncio.run(annotate({}))
-    over_http = asyncio.run(annotate({"NER_ENGINE": "remote", "NER_REMOTE_URL": server.url}))
+    local = annotate_in_process(TEXTS)
+    over_http = annotate_in_process(TEXTS, {"NER_ENGINE": "remote", "NER_REMOTE_URL": server.url})
     spans = [[(e["label"], e["start"], e["end"]) for e in entities] for entities in local]
     assert [[(e["label"], e["start"], e["end"]) for e in entities] for entities in over_http] == spans
     for got, want in zip(over_http, local, strict=True):  # scores equal up to float noise of other batching

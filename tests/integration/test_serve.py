@@ -3,7 +3,6 @@ OpenAPI document (fuzzed by schemathesis), micro-batching of concurrent clients,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -24,19 +23,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
+from tests.fixtures.documents import MODEL, OUTPUT_SCHEMA, REPO, SAMPLE_TEXTS, annotate_in_process, same_entities
 from tests.fixtures.ports import free_port
-from worker.annotator import Annotator
-from worker.settings import BUNDLED_MODEL, load_settings
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL = str(BUNDLED_MODEL)
-OUTPUT_SCHEMA = json.loads((REPO / "schemas" / "output.schema.json").read_text())
-TEXTS = [
-    "Angela Merkel met Emmanuel Macron in Paris on Tuesday to discuss the future of Airbus.",
-    "Satya Nadella said Microsoft will open a new office in Berlin next spring.",
-    "João Silva and María García founded Innovatech Solutions in São Paulo. 🎉",
-    " ".join(f"Pierre Dubois of Renault met Anna Kowalska in Warsaw on day {n}." for n in range(30)),
-]
+TEXTS = SAMPLE_TEXTS
 
 
 class ServeProcess:
@@ -114,23 +104,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 @pytest.fixture(scope="module")
 def expected() -> list[Any]:
     """What the shared Annotator says in-process for TEXTS: the server must say the same."""
-    async def annotate() -> list[Any]:
-        annotator = Annotator.from_settings(load_settings({"NER_MODEL": MODEL}))
-        await annotator.engine.start()
-        try:
-            return await annotator.annotate(TEXTS)
-        finally:
-            await annotator.engine.close()
-
-    return asyncio.run(annotate())
-
-
-def same_entities(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
-    """Equal spans and labels; scores equal up to float noise (padding differs between batches)."""
-    def key(entities: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return [(e["label"], e["text"], e["start"], e["end"]) for e in entities]
-
-    return key(got) == key(want) and all(abs(g["score"] - w["score"]) < 1e-4 for g, w in zip(got, want, strict=True))
+    return annotate_in_process(TEXTS)
 
 
 def without_source(document: dict[str, Any]) -> dict[str, Any]:

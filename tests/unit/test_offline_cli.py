@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -16,19 +14,10 @@ import jsonschema
 import orjson
 import pytest
 
-from worker.annotator import Annotator
+from tests.fixtures.documents import MODEL, OUTPUT_SCHEMA, REPO, SAMPLE_TEXTS, annotate_in_process, same_entities
 from worker.records import Document, output_value
-from worker.settings import BUNDLED_MODEL, load_settings
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL = str(BUNDLED_MODEL)
-OUTPUT_SCHEMA = json.loads((REPO / "schemas" / "output.schema.json").read_text())
-TEXTS = [
-    "Angela Merkel met Emmanuel Macron in Paris on Tuesday to discuss the future of Airbus.",
-    "Satya Nadella said Microsoft will open a new office in Berlin next spring.",
-    "João Silva and María García founded Innovatech Solutions in São Paulo. 🎉",
-    " ".join(f"Pierre Dubois of Renault met Anna Kowalska in Warsaw on day {n}." for n in range(30)),
-]
+TEXTS = SAMPLE_TEXTS
 BAD_LINES = {3: (b'{"text": "cut short', "invalid_json"), 5: (b'{"title": "no text"}', "missing_text"),
              6: (b"\xff\xfe not utf-8", "invalid_utf8"), 8: (b"[1, 2]", "not_an_object")}
 
@@ -61,22 +50,7 @@ def jsonl_input(path: Path) -> list[tuple[int, dict[str, Any] | None]]:
 
 @pytest.fixture(scope="module")
 def expected() -> dict[str, Any]:
-    async def annotate() -> dict[str, Any]:
-        annotator = Annotator.from_settings(load_settings({"NER_MODEL": MODEL}))
-        await annotator.engine.start()
-        try:
-            return dict(zip(TEXTS, await annotator.annotate(TEXTS), strict=True))
-        finally:
-            await annotator.engine.close()
-
-    return asyncio.run(annotate())
-
-
-def same_entities(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
-    """Equal spans and labels; scores equal up to float noise (padding differs between batches)."""
-    spans = [(e["label"], e["text"], e["start"], e["end"]) for e in got]
-    return spans == [(e["label"], e["text"], e["start"], e["end"]) for e in want] and all(
-        abs(g["score"] - w["score"]) < 1e-4 for g, w in zip(got, want, strict=True))
+    return dict(zip(TEXTS, annotate_in_process(TEXTS), strict=True))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
