@@ -16,6 +16,7 @@ import yaml
 
 from tests.deploy.toolbox import tool
 from tests.fixtures.ports import free_port
+from tests.fixtures.served import wait_until_answering
 
 
 class PrometheusServer:
@@ -47,17 +48,9 @@ class PrometheusServer:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"prometheus exited:\n{self.log()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready in {timeout}s:\n{self.log()}")
+        wait_until_answering(self.process, f"http://127.0.0.1:{self.port}/-/ready", what="prometheus", log=self.log,
+                             timeout_s=timeout)
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -25,6 +25,7 @@ from schemathesis import GenerationMode
 
 from tests.fixtures.documents import MODEL, OUTPUT_SCHEMA, REPO, SAMPLE_TEXTS, annotate_in_process, same_entities
 from tests.fixtures.ports import free_port
+from tests.fixtures.served import metric_total, wait_until_answering
 
 TEXTS = SAMPLE_TEXTS
 
@@ -61,24 +62,10 @@ class ServeProcess:
         return status, response_headers, orjson.loads(body)
 
     def wait_ready(self, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log()
-            try:
-                if self.request("/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"serve not ready after {timeout_s}s:\n{self.log()}")
+        wait_until_answering(self.process, f"{self.url}/readyz", what="serve", log=self.log, timeout_s=timeout_s)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        total = 0.0
-        for line in self.request("/metrics")[2].decode().splitlines():
-            series, _, value = line.rpartition(" ")
-            if series.split("{", 1)[0] == name and all(f'{k}="{v}"' in series for k, v in (labels or {}).items()):
-                total += float(value)
-        return total
+        return metric_total(self.request("/metrics")[2].decode(), name, labels)
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.fixtures.ports import free_port
+from tests.fixtures.served import metric_total, wait_until_answering
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,6 +22,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
         self.env.update({"NER_HTTP_HOST": "127.0.0.1", "NER_HTTP_PORT": str(self.port), **env})
+        self.http_host = self.env["NER_HTTP_HOST"]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -32,38 +34,18 @@ class WorkerProcess:
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            with urllib.request.urlopen(f"http://{self.http_host}:{self.port}{path}", timeout=5) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
     def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, self.log()
-            try:
-                if self.get("/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"worker not ready in {timeout}s:\n{self.log()}")
+        wait_until_answering(self.process, f"http://{self.http_host}:{self.port}/readyz", what="worker", log=self.log,
+                             timeout_s=timeout, interval_s=0.25)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
-        _, text = self.get("/metrics")
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith("#") or not line.startswith(name):
-                continue
-            series, value = line.rsplit(" ", 1)
-            metric_name = series.split("{", 1)[0]
-            if metric_name != name:
-                continue
-            if labels and not all(f'{k}="{v}"' in series for k, v in labels.items()):
-                continue
-            total += float(value)
-        return total
+        return metric_total(self.get("/metrics")[1], name, labels)
 
     def terminate(self, timeout: float = 60) -> tuple[int, float]:
         """SIGTERM; returns the exit code and the seconds the worker took to exit."""

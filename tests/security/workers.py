@@ -36,10 +36,6 @@ START_TIMEOUT_S = 300.0
 class SecureWorker(WorkerProcess):
     """WorkerProcess whose HTTP endpoints may listen on another loopback address."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        super().__init__(env, log_path)
-        self.http_host = self.env["NER_HTTP_HOST"]
-
     def start(self) -> SecureWorker:
         super().start()
         return self
