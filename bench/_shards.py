@@ -52,7 +52,7 @@ async def shard(args: argparse.Namespace, settings: Any) -> None:
     from bench._worker_path import throughput
     from worker.annotator import Annotator
     from worker.engine.hf import TransformersEngine
-    from worker.engine.vllm import VllmEngine
+    from worker.engine.vllm.engine import VllmEngine
 
     engine: Any = VllmEngine.from_settings(settings) if settings.engine == "vllm" else (
         TransformersEngine.from_settings(settings))

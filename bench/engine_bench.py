@@ -129,7 +129,7 @@ async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.
     from bench._worker_path import latency, throughput
     from worker.annotator import Annotator
     from worker.engine.hf import TransformersEngine
-    from worker.engine.vllm import VllmEngine
+    from worker.engine.vllm.engine import VllmEngine
 
     settings = settings_for("vllm" if engine_name == "vllm" else "hf", model, work, args.replicas, args.smoke)
     started = time.perf_counter()

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.fixtures.kafka import create_topics, unique_name  # noqa: E402
 from worker.engine.base import ScoreKind, WindowScores  # noqa: E402
-from worker.metrics import WorkerMetrics  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
+from worker.stream.metrics import WorkerMetrics  # noqa: E402
 
 BOOTSTRAP = os.environ.get("NER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 TEXT = "Anna Kowalska met Pierre Dubois at Siemens in Berlin before flying to Tokyo with Satya Nadella."
@@ -95,7 +95,7 @@ async def committed(group: str, topic: str) -> int:
 async def main(args: argparse.Namespace) -> dict[str, object]:
     from transformers import AutoConfig
 
-    from worker.app import run_worker
+    from worker.stream.app import run_worker
 
     names = {role: unique_name(f"kbench-{role}") for role in ("in", "out", "dead", "group")}
     await create_topics(BOOTSTRAP, {names["in"]: PARTITIONS, names["out"]: PARTITIONS, names["dead"]: 1})

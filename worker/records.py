@@ -7,7 +7,7 @@ reason and a human message; it is never dropped and never stops its partition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ TOO_DEEP = "too_deep"
 TOO_MANY_ENTITIES = "too_many_entities"
 EMPTY_VALUE = "empty_value"
 DECODE_FAILED = "decode_failed"
+OUTPUT_TOO_LARGE = "output_too_large"
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -116,6 +117,34 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return {str: "string", int: "number", float: "number", list: "array", dict: "object"}.get(type(value), "value")
+
+
+def ner_block(model: str, source: Mapping[str, object], *, engine_seconds: float) -> dict[str, Any]:
+    """The output's ``ner`` block: the model, where the input came from (a Kafka position, a file
+    line, a request) and the engine time of the batch the document was scored in."""
+    return {"model": model, "source": dict(source), "timings": {"engine_ms": round(engine_seconds * 1000, 3)}}
+
+
+def interleave(rejected_or_pending: Sequence[Rejection | Any], results: Iterable[Any]) -> list[Any]:
+    """Put results back among rejections: each non-``Rejection`` slot of ``rejected_or_pending``
+    takes the next of ``results``, in order. Rejected inputs never reach the engine, so its
+    results cover only the others; there must be exactly one result per such slot."""
+    remaining = iter(results)
+    merged: list[Any] = []
+    for item in rejected_or_pending:
+        if isinstance(item, Rejection):
+            merged.append(item)
+            continue
+        try:
+            merged.append(next(remaining))
+        except StopIteration:
+            raise ValueError("fewer results than inputs left to annotate") from None
+    if next(remaining, _END) is not _END:
+        raise ValueError("more results than inputs left to annotate")
+    return merged
+
+
+_END = object()
 
 
 def output_value(

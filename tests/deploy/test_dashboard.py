@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.deploy.dashboard import expressions, load, panels
-from worker.metrics import WorkerMetrics
+from worker.stream.metrics import WorkerMetrics
 
 pytestmark = pytest.mark.deploy
 

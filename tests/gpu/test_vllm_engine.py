@@ -91,7 +91,7 @@ def _spans(entities: list[list[Any]]) -> set[Span]:
 
 def _compare(model_dir: Path, texts: list[str], dtype: str) -> dict[str, float]:
     from worker.engine.hf import TransformersEngine
-    from worker.engine.vllm import VllmEngine
+    from worker.engine.vllm.engine import VllmEngine
 
     vllm_engine = VllmEngine(str(model_dir), replicas=2, dtype=dtype, gpu_memory_utilization=0.3, split_tokens=2048)
     hf_engine = TransformersEngine(str(model_dir), device="cuda", dtype=dtype)
@@ -123,7 +123,7 @@ def test_bfloat16_spans_agree(model_dir: Path, texts: list[str]) -> None:
 
 
 def test_a_dead_replica_fails_its_batch_and_the_engine_reports_it(model_dir: Path) -> None:
-    from worker.engine.vllm import VllmEngine
+    from worker.engine.vllm.engine import VllmEngine
 
     engine = VllmEngine(str(model_dir), replicas=1, dtype="bfloat16", gpu_memory_utilization=0.15)
 

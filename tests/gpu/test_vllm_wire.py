@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.engine import vllm_wire as wire
-from worker.engine.vllm import VllmEngine, llm_arguments
-from worker.engine.vllm_replicas import split_evenly
+from worker.engine.vllm.engine import VllmEngine, llm_arguments, wire
+from worker.engine.vllm.replicas import split_evenly
 
 
 def test_windows_round_trip() -> None:

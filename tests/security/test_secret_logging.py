@@ -17,8 +17,8 @@ from aiokafka.conn import create_conn
 
 from tests.security.broker import SecuredBroker
 from tests.security.workers import leaked
-from worker.kafka_diagnostics import guard_secret_logging
 from worker.settings import Secret, Settings
+from worker.stream.kafka_diagnostics import guard_secret_logging
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 

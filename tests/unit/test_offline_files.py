@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from worker.offline_files import (
+from worker.offline.files import (
     ResultFiles,
     ResumeError,
     complete_last_record,
@@ -17,7 +17,7 @@ from worker.offline_files import (
     input_size,
     numbered_lines,
 )
-from worker.offline_progress import Progress, format_duration, progress_line
+from worker.offline.progress import Progress, format_duration, progress_line
 
 
 def output_line(file: str, line: int, pad: int = 0) -> bytes:

@@ -64,3 +64,24 @@ def test_dead_letter_headers_keep_the_originals_and_add_the_reason() -> None:
     assert as_dict["ner.error.reason"] == b"invalid_json"
     assert as_dict["__connect.errors.partition"] == b"2"
     assert as_dict["__connect.errors.offset"] == b"9"
+
+
+def test_ner_block_names_model_source_and_engine_time() -> None:
+    block = records.ner_block("tiny", {"topic": "in", "partition": 2, "offset": 7}, engine_seconds=0.0125004)
+    assert block == {"model": "tiny", "source": {"topic": "in", "partition": 2, "offset": 7},
+                     "timings": {"engine_ms": 12.5}}
+
+
+def test_interleave_puts_results_back_between_rejections() -> None:
+    bad = records.Rejection("invalid_json", "x")
+    assert records.interleave([bad, "a", bad, "b"], ["A", "B"]) == [bad, "A", bad, "B"]
+
+
+def test_interleave_refuses_a_count_mismatch() -> None:
+    import pytest
+
+    bad = records.Rejection("invalid_json", "x")
+    with pytest.raises(ValueError, match="fewer"):
+        records.interleave([bad, "a", "b"], ["A"])
+    with pytest.raises(ValueError, match="more"):
+        records.interleave(["a"], ["A", "B"])

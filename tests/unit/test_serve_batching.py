@@ -11,8 +11,8 @@ from typing import Any, cast
 import pytest
 
 from worker.annotator import Annotator, BatchResult
-from worker.serve_batching import MicroBatcher, Overloaded
-from worker.serve_metrics import ServeMetrics
+from worker.serve.batching import MicroBatcher, Overloaded
+from worker.serve.metrics import ServeMetrics
 from worker.text.tokenize import EncodedText
 
 

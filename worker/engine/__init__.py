@@ -16,7 +16,7 @@ def create_engine(settings: Settings) -> Engine:
         return TransformersEngine.from_settings(settings)
     if settings.engine == "vllm":
         # Imported lazily: a CPU install has no vllm.
-        from worker.engine.vllm import VllmEngine
+        from worker.engine.vllm.engine import VllmEngine
 
         return VllmEngine.from_settings(settings)
     from worker.engine.remote import RemoteEngine

@@ -1,1 +1,1 @@
-"""The Kafka stream: consume → parse → tokenize → batch → engine → decode → publish → commit."""
+"""``ner-worker run``, the Kafka stream: consume → parse → tokenize → batch → engine → decode → publish → commit."""

@@ -17,15 +17,13 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from worker.metrics import WorkerMetrics
-from worker.records import Document, Rejection, dead_letter_headers, output_value
+from worker.records import OUTPUT_TOO_LARGE, Document, Rejection, dead_letter_headers, output_value
 from worker.settings import Settings
+from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import PartitionProgress
 from worker.text.decode import Entity
 
 log = logging.getLogger(__name__)
-
-OUTPUT_TOO_LARGE = "output_too_large"
 
 Rewind = Callable[[TopicPartition, bool], Coroutine[Any, Any, None]]
 """Read a partition again from its last committed offset: (partition, lost). Lost (fenced): drop it."""

@@ -22,10 +22,10 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.annotator import Annotator, BatchResult, Prepared
-from worker.metrics import WorkerMetrics
 from worker.records import Rejection
 from worker.settings import Settings
 from worker.stream.batcher import Batcher
+from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
 from worker.stream.publisher import Annotated, Outcome, Sink, SourceRecord
 from worker.text.tokenize import EncodedText

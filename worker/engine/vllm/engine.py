@@ -3,7 +3,7 @@
 One vLLM engine spends a few hundred microseconds of Python per request, while the GPU needs
 well under a hundred per short document with a BERT-sized encoder: one engine leaves most of
 the GPU idle. So this engine runs ``replicas`` vLLM engines, each in a program of its own
-(``python -m worker.engine.vllm_replica``), each with ``gpu_memory_utilization / replicas`` of
+(``python -m worker.engine.vllm.replica``), each with ``gpu_memory_utilization / replicas`` of
 the GPU, and feeds them from the worker's event loop over Unix sockets: token ids go out as
 int32 arrays, scores come back as float32 matrices. Every batch goes to the replica with the
 fewest tokens outstanding; a large batch is split over several. ``classify`` only awaits, so
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.engine.base import EngineError, ScoreKind, WindowScores, read_model_facts
-from worker.engine.vllm_replicas import ReplicaConnection, ReplicaHandle, split_evenly
+from worker.engine.vllm.replicas import ReplicaConnection, ReplicaHandle, split_evenly
 from worker.settings import Settings
 
 DEFAULT_START_TIMEOUT_S = 900.0

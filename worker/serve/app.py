@@ -25,9 +25,9 @@ from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
 from worker.records import EMPTY_VALUE, INVALID_JSON, INVALID_UTF8, Document, Rejection, output_value, parse_value
-from worker.serve_batching import MicroBatcher, Overloaded
-from worker.serve_metrics import ServeMetrics
-from worker.serve_openapi import openapi_document
+from worker.serve.batching import MicroBatcher, Overloaded
+from worker.serve.metrics import ServeMetrics
+from worker.serve.openapi import openapi_document
 from worker.settings import Settings
 from worker.text.tokenize import EncodedText
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from worker.offline_run import Summary
+    from worker.offline.run import Summary
     from worker.settings import Settings
 
 # Measured on the shipped model with 2 CPU cores: 1024-document batches annotate 3-5x faster
@@ -56,15 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary line at the end")
 
 
-def main(args: argparse.Namespace) -> int:
-    from worker.logs import configure_logging
-    from worker.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"ner-worker annotate: bad configuration: {exc}", file=sys.stderr)
-        return 2
+def main(args: argparse.Namespace, settings: Settings) -> int:
     if args.format:
         settings = dataclasses.replace(settings, input_format=args.format)
     settings = dataclasses.replace(
@@ -77,7 +69,6 @@ def main(args: argparse.Namespace) -> int:
     if settings.max_batch_documents < 1 or settings.max_batch_tokens < 1:
         print("ner-worker annotate: --batch-documents and --batch-tokens must be positive", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, json_lines=settings.log_json)
     output = Path(args.output) if args.output and args.output != "-" else None
     errors = Path(args.errors) if args.errors else (Path(f"{output}.errors.jsonl") if output else None)
     problem = _check_paths(args.input, output, errors)
@@ -111,9 +102,9 @@ def _check_paths(source: str, output: Path | None, errors: Path | None) -> str |
 async def _annotate(settings: Settings, args: argparse.Namespace, output: Path | None, errors: Path | None) -> int:
     from worker.annotator import Annotator
     from worker.engine import EngineError
-    from worker.offline_files import STDIN_NAME, ResultFiles, ResumeError, find_resume_point, input_size, numbered_lines
-    from worker.offline_progress import Progress
-    from worker.offline_run import OfflineAnnotation
+    from worker.offline.files import STDIN_NAME, ResultFiles, ResumeError, find_resume_point, input_size, numbered_lines
+    from worker.offline.progress import Progress
+    from worker.offline.run import OfflineAnnotation
 
     input_name = STDIN_NAME if args.input == "-" else args.input
     skip_through = 0

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from worker.annotator import Annotator, BatchResult, Prepared
-from worker.offline_files import ResultFiles, error_record
-from worker.offline_progress import Progress
+from worker.offline.files import ResultFiles, error_record
+from worker.offline.progress import Progress
 from worker.records import Rejection, output_value
 from worker.settings import Settings
 

@@ -1,6 +1,6 @@
 """The worker's side of one vLLM engine replica: its process, its connection, its open requests.
 
-The replica program (``vllm_replica``) builds its engine first and connects back to a Unix
+The replica program (``worker.engine.vllm.replica``) builds its engine first and connects back to a Unix
 socket the worker listens on only afterwards. Connecting late is deliberate: vLLM forks its
 engine-core process while the engine is built, and a connection that existed then would be
 inherited by that process and stay open after the replica died, hiding the death.
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from worker.engine import vllm_wire as wire
 from worker.engine.base import EngineError, WindowScores
+from worker.engine.vllm import wire
 
 # The folder that holds the ``worker`` package: the replica imports it from there.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
 
 class ReplicaHandle:
@@ -51,7 +51,7 @@ class ReplicaHandle:
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.engine.vllm_replica", "--socket", socket_path,
+            [sys.executable, "-m", "worker.engine.vllm.replica", "--socket", socket_path,
              "--index", str(self.index), "--config", json.dumps(config)],
             env=env, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: the engine core dies with it on kill()

@@ -22,9 +22,9 @@ from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
 from worker.http import HealthServer
-from worker.kafka_diagnostics import bootstrap_errors, connect_failure_cause, guard_secret_logging
-from worker.metrics import WorkerMetrics
 from worker.settings import Settings, SettingsError
+from worker.stream.kafka_diagnostics import bootstrap_errors, connect_failure_cause, guard_secret_logging
+from worker.stream.metrics import WorkerMetrics
 from worker.stream.publisher import Publisher, RecordWriter, Sink
 from worker.stream.runner import StreamRunner
 from worker.stream.transactions import TransactionalPublisher, eos_producer_factory

@@ -38,19 +38,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="largest request body (default: %(default)s)")
 
 
-def main(args: argparse.Namespace) -> int:
-    from worker.logs import configure_logging
-    from worker.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"ner-worker serve: bad configuration: {exc}", file=sys.stderr)
-        return 2
+def main(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_request_documents < 1 or args.max_request_bytes < 1:
         print("ner-worker serve: --max-request-documents and --max-request-bytes must be positive", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, json_lines=settings.log_json)
     host = args.host if args.host is not None else settings.http_host
     port = args.port if args.port is not None else settings.http_port
     try:
@@ -65,8 +56,8 @@ async def serve(settings: Settings, *, host: str, port: int, max_request_documen
     from aiohttp import web
 
     from worker import __version__
-    from worker.serve_app import ServeState, build_app
-    from worker.serve_metrics import ServeMetrics
+    from worker.serve.app import ServeState, build_app
+    from worker.serve.metrics import ServeMetrics
 
     metrics = ServeMetrics()
     metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})

@@ -1,6 +1,6 @@
 """One vLLM engine replica: a separate program the vLLM engine starts, one per replica.
 
-    python -m worker.engine.vllm_replica --socket PATH --index I --config JSON
+    python -m worker.engine.vllm.replica --socket PATH --index I --config JSON
 
 It loads the model with ``vllm.LLM(runner="pooling", ...)``, warms it up, connects to the
 worker's Unix socket ``PATH``, says READY, and then scores the token id windows of every
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from worker.engine import vllm_wire as wire
+from worker.engine.vllm import wire
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from worker.annotator import Annotator
 from worker.records import Rejection
-from worker.serve_metrics import ServeMetrics
+from worker.serve.metrics import ServeMetrics
 from worker.text.decode import Entity
 from worker.text.tokenize import EncodedText
 

@@ -1,0 +1,1 @@
+"""``ner-worker serve``: annotate documents over HTTP (``POST /v1/annotate``), batched across requests."""
