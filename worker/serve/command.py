@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -58,6 +56,7 @@ async def serve(settings: Settings, *, host: str, port: int, max_request_documen
     from worker import __version__
     from worker.serve.app import ServeState, build_app
     from worker.serve.metrics import ServeMetrics
+    from worker.signals import stop_on_signals
 
     metrics = ServeMetrics()
     metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
@@ -66,10 +65,7 @@ async def serve(settings: Settings, *, host: str, port: int, max_request_documen
                            shutdown_timeout=settings.drain_timeout_s)
     await runner.setup()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -9,9 +9,7 @@ and exit within ``NER_DRAIN_TIMEOUT_S`` plus a small margin.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from typing import Any
 
@@ -23,6 +21,7 @@ from worker.annotator import Annotator
 from worker.engine import Engine
 from worker.http import HealthServer
 from worker.settings import Settings, SettingsError
+from worker.signals import stop_on_signals
 from worker.stream.kafka_diagnostics import bootstrap_errors, connect_failure_cause, guard_secret_logging
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.publisher import Publisher, RecordWriter, Sink
@@ -78,7 +77,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         **common,
     )
     stop_requested = asyncio.Event()
-    _install_signal_handlers(stop_requested)
+    stop_on_signals(stop_requested)
     try:
         await _connect(producer, consumer, settings)
         partitions = await _partition_counts(producer, settings)
@@ -215,13 +214,6 @@ class _ReadyState:
 
     def loop_alive(self, runner_ref: list[StreamRunner]) -> bool:
         return not runner_ref or time.monotonic() - runner_ref[0].last_loop < _STALL_LIMIT_S
-
-
-def _install_signal_handlers(stop_requested: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop_requested.set)
 
 
 async def _stop_quietly(stopping: Any, name: str) -> None:
