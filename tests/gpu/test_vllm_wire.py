@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.engine.vllm.engine import VllmEngine, llm_arguments, wire
+from worker.engine.vllm import wire
+from worker.engine.vllm.engine import VllmEngine, llm_arguments
 from worker.engine.vllm.replicas import split_evenly
 
 
@@ -81,6 +82,16 @@ def test_llm_arguments_follow_the_settings() -> None:
     args = llm_arguments("m", dtype="float32", max_model_len=256, max_num_batched_tokens=8192, max_num_seqs=64,
                          gpu_memory_utilization=0.2, enforce_eager=False, attention_backend="TRITON_ATTN")
     assert (args["dtype"], args["max_model_len"], args["attention_backend"]) == ("float32", 256, "TRITON_ATTN")
+
+
+def test_float32_without_a_chosen_backend_gets_an_attention_that_multiplies_in_float32() -> None:
+    # vLLM's own float32 pick (TRITON_ATTN) rounds to TF32; a backend the settings name is kept.
+    chosen = llm_arguments("m", dtype="float32", max_model_len=0, max_num_batched_tokens=8192, max_num_seqs=64,
+                           gpu_memory_utilization=0.2, enforce_eager=True, attention_backend="")
+    assert chosen["attention_backend"] == "FLEX_ATTENTION"
+    kept = llm_arguments("m", dtype="float32", max_model_len=0, max_num_batched_tokens=8192, max_num_seqs=64,
+                         gpu_memory_utilization=0.2, enforce_eager=True, attention_backend="TRITON_ATTN")
+    assert kept["attention_backend"] == "TRITON_ATTN"
 
 
 def _model(tmp_path: Path, **config: object) -> str:

@@ -29,6 +29,7 @@ from worker.settings import Settings
 
 DEFAULT_START_TIMEOUT_S = 900.0
 DEFAULT_SPLIT_TOKENS = 8192
+FLOAT32_ATTENTION_BACKEND = "FLEX_ATTENTION"
 
 
 def llm_arguments(model: str, *, dtype: str, max_model_len: int, max_num_batched_tokens: int, max_num_seqs: int,
@@ -49,6 +50,13 @@ def llm_arguments(model: str, *, dtype: str, max_model_len: int, max_num_batched
     }
     if max_model_len:
         arguments["max_model_len"] = max_model_len
+    if not attention_backend and arguments["dtype"] == "float32":
+        # vLLM's own float32 choice for encoders, TRITON_ATTN, multiplies in TF32 (Triton's tl.dot
+        # rounds float32 inputs to 10-bit mantissas): on the shipped model it is 4.6e-3 off a float64
+        # reference in probability and changes 9 of 4,551 spans, while FLEX_ATTENTION and the
+        # transformers engine stay within 5e-6 (bench/results/gpu_agreement_h200.json). Whoever
+        # asks for float32 asks for float32 arithmetic.
+        attention_backend = FLOAT32_ATTENTION_BACKEND
     if attention_backend:
         arguments["attention_backend"] = attention_backend
     return arguments
