@@ -57,8 +57,11 @@ async def engine_scores(engine: Any, windows: list[list[int]]) -> list[np.ndarra
         await engine.close()
 
 
-def spans(decoder: EntityDecoder, encoded: list[EncodedText], scores: list[np.ndarray]) -> set[tuple[int, str, int, int]]:
-    found: set[tuple[int, str, int, int]] = set()
+Span = tuple[int, str, int, int]
+
+
+def spans(decoder: EntityDecoder, encoded: list[EncodedText], scores: list[np.ndarray]) -> set[Span]:
+    found: set[Span] = set()
     position = 0
     for index, doc in enumerate(encoded):
         doc_scores = [s.astype(np.float32) for s in scores[position: position + len(doc.windows)]]
