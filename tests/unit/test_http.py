@@ -137,7 +137,8 @@ def test_run_and_serve_share_one_definition_of_the_engine_metrics() -> None:
 
     shared = families(EngineMetrics())
     stream, serve = families(WorkerMetrics()), families(ServeMetrics())
-    assert {"ner_entities", "ner_batch_documents", "ner_engine_seconds", "ner_engine_errors", "ner_worker"} <= set(shared)
+    expected = {"ner_entities", "ner_batch_documents", "ner_engine_seconds", "ner_engine_errors", "ner_worker"}
+    assert expected <= set(shared)
     for name, definition in shared.items():
         assert stream[name] == serve[name] == definition, name
     assert "ner_records_published" in stream and "ner_records_published" not in serve
