@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from worker.annotator import Annotator
-from worker.records import Document, output_value, parse_value
+from worker.records import Document, ParseOptions, output_value, parse_value
 from worker.settings import Settings
 from worker.text.tokenize import EncodedText
 
@@ -47,7 +47,8 @@ async def run_batch(annotator: Annotator, settings: Settings, values: Sequence[b
                     clock: StageClock) -> list[bytes]:
     """One batch through the worker path; returns the output values."""
     t0 = time.perf_counter()
-    documents = [d for d in (parse_value(v, settings) for v in values) if isinstance(d, Document)]
+    options = ParseOptions.from_settings(settings)
+    documents = [d for d in (parse_value(v, options) for v in values) if isinstance(d, Document)]
     t1 = time.perf_counter()
     encoded = annotator.tokenize([d.text for d in documents])
     t2 = time.perf_counter()

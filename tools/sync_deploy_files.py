@@ -5,7 +5,9 @@ script writes, in the chart ``helm/kafka-ner-worker``:
 
 * the ``config:`` block of ``values.yaml`` (one camelCase key per setting, with its default),
 * ``properties.config`` of ``values.schema.json`` (types, choices, bounds, descriptions),
-* the settings table of ``README.md``.
+* the settings table of ``README.md``;
+
+and the reference page of every setting, ``docs/settings.md`` (``ner-worker settings --markdown``).
 
 With ``--helm PATH`` it also renders the chart's alert rules into ``docker/prometheus/alerts.yml``
 so that the compose stack alerts exactly like the chart. ``--check`` writes nothing and exits 1
@@ -17,9 +19,7 @@ when a file is out of date (the deployment tests run it).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import re
 import subprocess
 import sys
 import types
@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.bundled_model import TINY_NER_PATH  # noqa: E402
-from worker.settings import Settings, env_name, setting_fields  # noqa: E402
+from worker.settings import SETTINGS_PAGE, Settings, env_name, setting_fields  # noqa: E402
+from worker.settings_page import markdown, sections  # noqa: E402
 
 CHART = ROOT / "helm" / "kafka-ner-worker"
 VALUES = CHART / "values.yaml"
@@ -127,20 +128,6 @@ def description(f: Field[Any]) -> str:
     elif isinstance(default, list):
         text += " In values: a YAML list."
     return text
-
-
-def sections() -> dict[str, str]:
-    """Field name -> the section comment (``# --- Kafka ---``) above it in settings.py."""
-    current, found = "", {}
-    for line in inspect.getsource(Settings).splitlines():
-        header = re.match(r"\s*# --- (.+?) -+\s*$", line)
-        if header:
-            current = header.group(1)
-            continue
-        name = re.match(r"\s{4}(\w+): ", line)
-        if name:
-            found[name.group(1)] = current
-    return found
 
 
 def yaml_scalar(value: Any) -> str:
@@ -257,6 +244,7 @@ def main() -> int:
     wanted[SCHEMA] = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     readme = README.read_text(encoding="utf-8")
     wanted[README] = replace_between(readme, BEGIN_README, END_README, readme_table(), README)
+    wanted[ROOT / SETTINGS_PAGE] = markdown()
     if args.helm:
         wanted[COMPOSE_ALERTS] = rendered_alerts(args.helm)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from worker.engine import Engine, create_engine
-from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Document, Rejection, parse_value
+from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Document, ParseOptions, Rejection, parse_value
 from worker.settings import Settings
 from worker.text.decode import Entity, EntityDecoder
 from worker.text.tokenize import DocumentTokenizer, EncodedText, TooLarge
@@ -22,7 +22,11 @@ Item = TypeVar("Item", bound="Prepared")
 
 @dataclass(slots=True)
 class Prepared:
-    """A record value parsed and tokenized, or the reason it cannot be annotated."""
+    """A record value parsed and tokenized, or the reason it cannot be annotated.
+
+    Front ends subclass it to carry their own fields along (a Kafka record, a file line);
+    ``Annotator.prepare`` sets only the three below and reads none of the subclass's.
+    """
 
     document: Document | None = None
     encoded: EncodedText | None = None
@@ -43,11 +47,13 @@ class BatchResult:
 
 class Annotator:
     def __init__(self, engine: Engine, tokenizer: DocumentTokenizer, decoder: EntityDecoder,
-                 *, max_entities: int) -> None:
+                 *, max_entities: int, parse: ParseOptions) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.decoder = decoder
         self.max_entities = max_entities
+        self.parse = parse
+        """How ``prepare`` reads a record value (input format, text field, limits)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Annotator:
@@ -64,7 +70,8 @@ class Annotator:
             ignore_labels=settings.ignore_labels,
             scores=engine.scores,
         )
-        return cls(engine, tokenizer, decoder, max_entities=settings.max_entities_per_document)
+        return cls(engine, tokenizer, decoder, max_entities=settings.max_entities_per_document,
+                   parse=ParseOptions.from_settings(settings))
 
     @property
     def model_name(self) -> str:
@@ -79,11 +86,17 @@ class Annotator:
                 encoded.append(item)
         return encoded
 
-    def prepare(self, items: Sequence[Item], settings: Settings, value: Callable[[Item], bytes | None]) -> None:
-        """Parse every item's value and tokenize the valid ones in one tokenizer call, in place."""
+    def prepare(self, items: Sequence[Item], value: Callable[[Item], bytes | None]) -> None:
+        """Parse ``value(item)`` of every item with the bound parse options and tokenize the valid
+        ones in one tokenizer call.
+
+        In place, on fresh items: afterwards each item has either ``rejection`` (it cannot be
+        annotated; ``document`` is set too when only tokenization refused it) or ``document`` and
+        ``encoded`` (ready for ``annotate_encoded``). Nothing else of the item is read or written.
+        """
         valid: list[Item] = []
         for item in items:
-            parsed = parse_value(value(item), settings)
+            parsed = parse_value(value(item), self.parse)
             if isinstance(parsed, Rejection):
                 item.rejection = parsed
             else:
@@ -118,11 +131,3 @@ class Annotator:
             else:
                 results.append(entities)
         return BatchResult(results, engine_seconds, len(windows), sum(len(w) for w in windows))
-
-    async def annotate(self, texts: Sequence[str]) -> list[list[Entity] | Rejection]:
-        """Tokenize and annotate; each text gets its entities or the reason it has none."""
-        encoded = self.tokenize(texts)
-        valid = [item for item in encoded if isinstance(item, EncodedText)]
-        batch = await self.annotate_encoded(valid)
-        annotated = iter(batch.entities)
-        return [item if isinstance(item, Rejection) else next(annotated) for item in encoded]

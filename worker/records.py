@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from worker.settings import Settings
+from worker.settings import InputFormat, Settings
 
 # Machine reasons carried in the dead-letter header ``ner.error.reason``.
 INVALID_UTF8 = "invalid_utf8"
@@ -46,38 +46,55 @@ class Rejection:
     message: str
 
 
-def parse_value(value: bytes | None, settings: Settings) -> Document | Rejection:
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    """What ``parse_value`` needs of the settings: the input contract and its limits."""
+
+    input_format: InputFormat
+    text_field: str
+    max_record_bytes: int
+    max_text_chars: int
+    max_json_depth: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ParseOptions:
+        return cls(input_format=settings.input_format, text_field=settings.text_field,
+                   max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars,
+                   max_json_depth=settings.max_json_depth)
+
+
+def parse_value(value: bytes | None, options: ParseOptions) -> Document | Rejection:
     """Turn a record value into a ``Document`` or say exactly why it cannot be one."""
     if value is None or len(value) == 0:
         return Rejection(EMPTY_VALUE, "the record has no value")
-    if len(value) > settings.max_record_bytes:
-        return Rejection(TOO_LARGE, f"the record has {len(value)} bytes; the limit is {settings.max_record_bytes}")
+    if len(value) > options.max_record_bytes:
+        return Rejection(TOO_LARGE, f"the record has {len(value)} bytes; the limit is {options.max_record_bytes}")
     try:
         decoded = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection(INVALID_UTF8, f"the value is not valid UTF-8: {exc.reason} at byte {exc.start}")
-    if settings.input_format == "text":
-        return _checked_text(decoded, None, settings)
+    if options.input_format == "text":
+        return _checked_text(decoded, None, options)
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         return Rejection(INVALID_JSON, f"the value is not valid JSON: {exc}")
     if not isinstance(body, dict):
         return Rejection(NOT_AN_OBJECT, f"the JSON value is {_with_article(_json_type(body))}, not an object")
-    if _depth_exceeds(body, settings.max_json_depth):
-        return Rejection(TOO_DEEP, f"the JSON nesting is deeper than {settings.max_json_depth}")
-    text = _lookup(body, settings.text_field)
+    if _depth_exceeds(body, options.max_json_depth):
+        return Rejection(TOO_DEEP, f"the JSON nesting is deeper than {options.max_json_depth}")
+    text = _lookup(body, options.text_field)
     if text is _MISSING:
-        return Rejection(MISSING_TEXT, f"the object has no field {settings.text_field!r}")
+        return Rejection(MISSING_TEXT, f"the object has no field {options.text_field!r}")
     if not isinstance(text, str):
         return Rejection(TEXT_NOT_STRING,
-                         f"the field {settings.text_field!r} is {_with_article(_json_type(text))}, not a string")
-    return _checked_text(text, body, settings)
+                         f"the field {options.text_field!r} is {_with_article(_json_type(text))}, not a string")
+    return _checked_text(text, body, options)
 
 
-def _checked_text(text: str, body: dict[str, Any] | None, settings: Settings) -> Document | Rejection:
-    if len(text) > settings.max_text_chars:
-        return Rejection(TOO_LARGE, f"the text has {len(text)} characters; the limit is {settings.max_text_chars}")
+def _checked_text(text: str, body: dict[str, Any] | None, options: ParseOptions) -> Document | Rejection:
+    if len(text) > options.max_text_chars:
+        return Rejection(TOO_LARGE, f"the text has {len(text)} characters; the limit is {options.max_text_chars}")
     return Document(text=text, body=body)
 
 

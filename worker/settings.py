@@ -4,12 +4,14 @@ Every field maps 1:1 to an environment variable (``NER_`` + the field name in up
 to a value of the Helm chart. A wrong or unknown setting fails at start with a message that
 names the variable: a typo such as ``NER_MAX_BACH_DOCS`` must not silently fall back to a default.
 Secrets (``Secret``) are read from the variable itself or from a ``…_FILE`` variable that names
-a mounted file, and never appear in ``repr`` or logs.
+a mounted file, and never appear in ``repr`` or logs. docs/settings.md lists every setting (it is
+generated from this module: ``ner-worker settings --markdown``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -18,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from worker.bundled_model import TINY_NER_PATH
+from worker.text.kinds import Aggregation
+
 ENV_PREFIX = "NER_"
 FILE_SUFFIX = "_FILE"
-# The small demo model the package ships (see worker/bundled_model/tiny-ner/MODEL_CARD.md).
-BUNDLED_MODEL = Path(__file__).resolve().parent / "bundled_model" / "tiny-ner"
+SETTINGS_PAGE = "docs/settings.md"
 
 
 class SettingsError(ValueError):
@@ -55,8 +59,7 @@ def _doc(text: str, **extra: Any) -> Any:
     return {"doc": text, **extra}
 
 
-Engine = Literal["hf", "vllm", "remote"]
-Aggregation = Literal["none", "simple", "first", "average", "max"]
+EngineName = Literal["hf", "vllm", "remote"]
 Delivery = Literal["at-least-once", "exactly-once"]
 InputFormat = Literal["json", "text"]
 OutputPartitioning = Literal["input", "key"]
@@ -139,7 +142,6 @@ class Settings:
         default="json", metadata=_doc("json: a JSON object with a text field; text: the whole value is the text.")
     )
     text_field: str = field(default="text", metadata=_doc("Dotted path of the text in a JSON input."))
-    id_field: str = field(default="id", metadata=_doc("Dotted path of the optional document id."))
     max_record_bytes: int = field(
         default=1_048_576, metadata=_doc("Larger records are dead-lettered as too_large.", min=1)
     )
@@ -161,9 +163,9 @@ class Settings:
     )
 
     # --- Model and decoding ---------------------------------------------------------------
-    engine: Engine = field(default="hf", metadata=_doc("hf (transformers), vllm (GPU) or remote (a vLLM server)."))
+    engine: EngineName = field(default="hf", metadata=_doc("hf (transformers), vllm (GPU) or remote (a vLLM server)."))
     model: str = field(
-        default=str(BUNDLED_MODEL),
+        default=str(TINY_NER_PATH),
         metadata=_doc("Model folder or Hugging Face id (no download at run time unless the cache has it)."),
     )
     device: Device = field(default="auto", metadata=_doc("hf engine device: auto, cpu or cuda."))
@@ -234,44 +236,11 @@ class Settings:
     log_level: LogLevel = field(default="INFO", metadata=_doc("DEBUG, INFO, WARNING or ERROR."))
     log_json: bool = field(default=False, metadata=_doc("Log one JSON object per line."))
 
-    def kafka_security_kwargs(self) -> dict[str, Any]:
-        """aiokafka client arguments for the configured security protocol.
-
-        Raises ``SettingsError`` naming the setting when the CA bundle, certificate or key cannot
-        be loaded, so that a bad mount fails at start instead of as an obscure handshake error.
-        """
-        import ssl
-
-        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            try:
-                context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
-            except ssl.SSLError as exc:
-                raise SettingsError(f"{env_name('ssl_cafile')}: not a PEM CA bundle ({exc.reason or exc})") from None
-            context.check_hostname = self.ssl_check_hostname
-            if self.ssl_certfile:
-                try:
-                    context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None,
-                                            self._key_password)
-                except ssl.SSLError as exc:
-                    raise SettingsError(
-                        f"{env_name('ssl_certfile')}, {env_name('ssl_keyfile')}: cannot load the client certificate "
-                        f"and key ({exc.reason or exc}; a wrong {env_name('ssl_key_password')}, a key that does not "
-                        "belong to the certificate, or not PEM)"
-                    ) from None
-            kwargs["ssl_context"] = context
-        if self.security_protocol.startswith("SASL"):
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-            kwargs["sasl_plain_username"] = self.sasl_username
-            kwargs["sasl_plain_password"] = self.sasl_password.reveal() if self.sasl_password else ""
-        return kwargs
-
-    def _key_password(self) -> str:
-        # A callback rather than None: with None, OpenSSL would prompt on the terminal for the
-        # password of an encrypted key, and a worker without one would hang or fail obscurely.
-        if self.ssl_key_password is None:
-            raise SettingsError(f"{env_name('ssl_keyfile')}: the key is encrypted; set {env_name('ssl_key_password')}")
-        return self.ssl_key_password.reveal()
+    # --- Not a setting: where the values came from ---------------------------------------
+    set_by_environment: frozenset[str] = field(
+        default=frozenset(), repr=False, compare=False, metadata={"provenance": True}
+    )
+    """The fields whose value a variable gave (the others are defaults); see ``load_settings``."""
 
 
 def env_name(field_name: str) -> str:
@@ -279,17 +248,28 @@ def env_name(field_name: str) -> str:
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(Settings)
+    """Every setting, in the order the settings page lists them."""
+    return tuple(f for f in dataclasses.fields(Settings) if not f.metadata.get("provenance"))
+
+
+def variable_names() -> list[str]:
+    """Every ``NER_*`` variable the worker reads (secrets also as ``…_FILE``)."""
+    names = [env_name(f.name) for f in setting_fields()]
+    return names + [env_name(f.name) + FILE_SUFFIX for f in setting_fields() if f.metadata.get("secret")]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build ``Settings`` from the environment; raise ``SettingsError`` naming the culprit."""
+    """Build ``Settings`` from the environment; raise ``SettingsError`` naming the culprit.
+
+    The result's ``set_by_environment`` names the fields a variable set, so that a command can
+    tell a value the user chose from a default (``annotate`` has its own batch defaults).
+    """
     env = os.environ if environ is None else environ
-    known = {env_name(f.name) for f in setting_fields()}
-    known |= {env_name(f.name) + FILE_SUFFIX for f in setting_fields() if f.metadata.get("secret")}
+    known = variable_names()
     unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
     if unknown:
-        raise SettingsError(f"unknown setting(s): {', '.join(unknown)} (see README for the list)")
+        raise SettingsError(f"unknown setting(s): {', '.join(_with_suggestion(k, known) for k in unknown)} "
+                            f"(every setting is listed in {SETTINGS_PAGE} and by `ner-worker settings`)")
     hints = typing.get_type_hints(Settings)
     values: dict[str, Any] = {}
     for f in setting_fields():
@@ -302,9 +282,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if raw is None:
             continue
         values[f.name] = _convert(name, raw, hints[f.name], f.metadata)
-    settings = Settings(**values)
+    settings = Settings(**values, set_by_environment=frozenset(values))
     _check_consistency(settings)
     return settings
+
+
+def _with_suggestion(unknown: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.8)
+    return f"{unknown} (did you mean {close[0]}?)" if close else unknown
 
 
 def _read_secret_file(name: str, path: str) -> str:

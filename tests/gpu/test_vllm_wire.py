@@ -111,5 +111,3 @@ def test_the_engine_splits_the_gpu_between_its_replicas(tmp_path: Path) -> None:
 def test_bad_engine_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="replicas"):
         VllmEngine(_model(tmp_path), replicas=0)
-    with pytest.raises(ValueError, match="submit"):
-        VllmEngine(_model(tmp_path), submit="fast")

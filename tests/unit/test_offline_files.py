@@ -36,12 +36,6 @@ def test_numbered_lines_strip_line_ends_and_count_bytes() -> None:
     assert sum(size for _, _, size in lines) == len(data)
 
 
-def test_numbered_lines_skip_yields_empty_lines_with_their_sizes() -> None:
-    data = b"one\ntwo\nthree\n"
-    lines = list(numbered_lines(io.BytesIO(data), skip_through=2))
-    assert [(n, line, size) for n, line, size in lines] == [(1, b"", 4), (2, b"", 4), (3, b"three", 6)]
-
-
 def test_input_size_for_files_and_pipes(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"12345")

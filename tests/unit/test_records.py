@@ -2,10 +2,11 @@ import orjson
 import pytest
 
 from worker import records
-from worker.records import Document, Rejection, dead_letter_headers, output_value, parse_value
+from worker.records import Document, ParseOptions, Rejection, dead_letter_headers, output_value, parse_value
 from worker.settings import load_settings
 
-SETTINGS = load_settings({"NER_MAX_RECORD_BYTES": "1000", "NER_MAX_TEXT_CHARS": "100", "NER_MAX_JSON_DEPTH": "5"})
+OPTIONS = ParseOptions.from_settings(
+    load_settings({"NER_MAX_RECORD_BYTES": "1000", "NER_MAX_TEXT_CHARS": "100", "NER_MAX_JSON_DEPTH": "5"}))
 
 
 @pytest.mark.parametrize(
@@ -26,26 +27,26 @@ SETTINGS = load_settings({"NER_MAX_RECORD_BYTES": "1000", "NER_MAX_TEXT_CHARS": 
     ],
 )
 def test_malformed_values_are_rejected_with_a_reason(value: bytes | None, reason: str) -> None:
-    result = parse_value(value, SETTINGS)
+    result = parse_value(value, OPTIONS)
     assert isinstance(result, Rejection)
     assert result.reason == reason
     assert result.message
 
 
 def test_a_valid_object_keeps_every_field() -> None:
-    result = parse_value(b'{"id": 7, "text": "Anna lives in Rome.", "meta": {"lang": "en"}}', SETTINGS)
+    result = parse_value(b'{"id": 7, "text": "Anna lives in Rome.", "meta": {"lang": "en"}}', OPTIONS)
     assert result == Document("Anna lives in Rome.", {"id": 7, "text": "Anna lives in Rome.", "meta": {"lang": "en"}})
 
 
 def test_dotted_text_path() -> None:
-    settings = load_settings({"NER_TEXT_FIELD": "body.content"})
-    assert isinstance(parse_value(b'{"body": {"content": "hi"}}', settings), Document)
-    assert isinstance(parse_value(b'{"body": "hi"}', settings), Rejection)
+    options = ParseOptions.from_settings(load_settings({"NER_TEXT_FIELD": "body.content"}))
+    assert isinstance(parse_value(b'{"body": {"content": "hi"}}', options), Document)
+    assert isinstance(parse_value(b'{"body": "hi"}', options), Rejection)
 
 
 def test_plain_text_mode_takes_the_whole_value() -> None:
-    settings = load_settings({"NER_INPUT_FORMAT": "text"})
-    assert parse_value("not json: Zoë".encode(), settings) == Document("not json: Zoë", None)
+    options = ParseOptions.from_settings(load_settings({"NER_INPUT_FORMAT": "text"}))
+    assert parse_value("not json: Zoë".encode(), options) == Document("not json: Zoë", None)
 
 
 def test_output_adds_entities_and_ner_and_keeps_the_rest() -> None:

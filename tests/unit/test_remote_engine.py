@@ -23,7 +23,6 @@ from aiohttp import web
 from worker.engine import Engine, EngineError
 from worker.engine.remote import (
     RemoteEngine,
-    backoff_delay,
     error_message,
     parse_pooling_response,
     pooling_request,
@@ -100,15 +99,6 @@ def test_error_message_of_vllm_error_shapes() -> None:
     assert error_message(b'{"object": "error", "message": "old shape"}') == "old shape"
     assert error_message(b"Internal Server Error") == "Internal Server Error"
     assert error_message(b"") == "(empty body)"
-
-
-def test_backoff_grows_with_jitter_within_its_cap_and_honours_retry_after() -> None:
-    for attempt in range(8):
-        delay = backoff_delay(attempt, 0.5, 10.0)
-        ceiling = min(10.0, 0.5 * 2**attempt)
-        assert ceiling / 2 <= delay <= ceiling
-    assert backoff_delay(0, 0.5, 10.0, retry_after=3.0) == 3.0
-    assert backoff_delay(0, 0.5, 10.0, retry_after=60.0) == 10.0
 
 
 # --- against a scripted server -----------------------------------------------------------------

@@ -18,6 +18,10 @@ def test_jitter_stays_between_half_and_the_whole_delay() -> None:
 def test_retry_after_raises_the_delay_but_never_past_the_maximum() -> None:
     assert backoff_delay(0, 0.5, 10.0, retry_after=3.0) == 3.0
     assert backoff_delay(0, 0.5, 10.0, retry_after=60.0) == 10.0
+    # With jitter too (the remote engine's requests): the server's wish wins over the random part.
+    assert backoff_delay(0, 0.5, 10.0, jitter=True, retry_after=3.0) == 3.0
+    assert backoff_delay(3, 0.5, 10.0, jitter=True, retry_after=60.0) == 10.0
+    assert Backoff(0.5, 10.0, jitter=True).next_delay(retry_after=3.0) == 3.0
 
 
 def test_the_last_wait_is_cut_at_the_deadline() -> None:

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from worker.settings import Secret, SettingsError, env_name, load_settings, setting_fields
+from worker.stream.kafka_security import kafka_security_kwargs
 
 
 def test_defaults_load_from_an_empty_environment() -> None:
@@ -54,7 +55,7 @@ def test_secret_from_a_file_is_read_and_never_shown(tmp_path: Path) -> None:
     })
     assert settings.sasl_password == Secret("s3cr3t-value")
     assert "s3cr3t-value" not in repr(settings)
-    assert settings.kafka_security_kwargs()["sasl_plain_password"] == "s3cr3t-value"
+    assert kafka_security_kwargs(settings)["sasl_plain_password"] == "s3cr3t-value"
 
 
 def test_secret_given_twice_is_refused(tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-ScoreKind = Literal["probabilities", "logits"]
+from worker.text.kinds import ScoreKind as ScoreKind  # part of the engine protocol, re-exported
+
 WindowScores = npt.NDArray[np.float32]
 
 

@@ -24,7 +24,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 import orjson
 
 from worker.engine.base import EngineError, ScoreKind, WindowScores, read_model_facts
+from worker.retry import Backoff
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,17 +87,15 @@ class RemoteEngine:
             connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30),
             timeout=self._timeout, json_serialize=lambda value: orjson.dumps(value).decode(),
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._startup_timeout_s
-        delay = self._backoff_s
+        backoff = Backoff(self._backoff_s, self._backoff_max_s, deadline_s=self._startup_timeout_s)
         while not await self._probe():
-            if loop.time() + delay > deadline:
+            if backoff.exhausted():
                 await self.close()
                 raise EngineError(f"the vLLM server at NER_REMOTE_URL={self.url} did not answer "
                                   f"within {self._startup_timeout_s:.0f}s")
+            delay = backoff.next_delay()
             log.warning("the vLLM server at %s does not answer yet; retrying in %.1fs", self.url, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_max_s)
         try:
             await self._check_server_model()
         except EngineError:
@@ -173,6 +171,8 @@ class RemoteEngine:
     async def _classify_chunk(self, windows: Sequence[Sequence[int]]) -> list[WindowScores]:
         body = pooling_request(windows, encoding=self._encoding)
         lengths = [len(w) for w in windows]
+        # Jitter: the requests of many workers that failed together must not come back together.
+        backoff = Backoff(self._backoff_s, self._backoff_max_s, jitter=True)
         for attempt in range(self._max_retries + 1):
             retry_after: float | None = None
             try:
@@ -189,7 +189,7 @@ class RemoteEngine:
             self._mark(False)
             if attempt == self._max_retries:
                 raise EngineError(f"the vLLM server failed {attempt + 1} times; last: {problem}")
-            delay = backoff_delay(attempt, self._backoff_s, self._backoff_max_s, retry_after)
+            delay = backoff.next_delay(retry_after)
             log.warning("vLLM request failed (%s); retry %d of %d in %.2fs",
                         problem, attempt + 1, self._max_retries, delay)
             await asyncio.sleep(delay)
@@ -280,13 +280,6 @@ def error_message(payload: bytes) -> str:
             if key in body:
                 return str(body[key])
     return str(body)[:200]
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter (half fixed, half random), at least the server's Retry-After."""
-    ceiling = min(max_s, base_s * 2.0**attempt)
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    return min(max_s, max(delay, retry_after)) if retry_after is not None else delay
 
 
 def _retry_after(value: str | None) -> float | None:

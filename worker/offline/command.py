@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -61,10 +60,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         settings = dataclasses.replace(settings, input_format=args.format)
     settings = dataclasses.replace(
         settings,
-        max_batch_documents=_batch_limit(args.batch_documents, "NER_MAX_BATCH_DOCUMENTS", settings.max_batch_documents,
+        max_batch_documents=_batch_limit(args.batch_documents, settings, "max_batch_documents",
                                          OFFLINE_BATCH_DOCUMENTS),
-        max_batch_tokens=_batch_limit(args.batch_tokens, "NER_MAX_BATCH_TOKENS", settings.max_batch_tokens,
-                                      OFFLINE_BATCH_TOKENS),
+        max_batch_tokens=_batch_limit(args.batch_tokens, settings, "max_batch_tokens", OFFLINE_BATCH_TOKENS),
     )
     if settings.max_batch_documents < 1 or settings.max_batch_tokens < 1:
         print("ner-worker annotate: --batch-documents and --batch-tokens must be positive", file=sys.stderr)
@@ -82,10 +80,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 130
 
 
-def _batch_limit(given: int | None, variable: str, configured: int, offline_default: int) -> int:
+def _batch_limit(given: int | None, settings: Settings, name: str, offline_default: int) -> int:
+    """The option if given, else the setting if the environment set it, else the offline default."""
     if given is not None:
         return given
-    return configured if variable in os.environ else offline_default
+    return int(getattr(settings, name)) if name in settings.set_by_environment else offline_default
 
 
 def _check_paths(source: str, output: Path | None, errors: Path | None) -> str | None:

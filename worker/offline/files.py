@@ -35,12 +35,9 @@ class ResumePoint:
     """Bytes of an incomplete last record removed from the files."""
 
 
-def numbered_lines(stream: IO[bytes], *, skip_through: int = 0) -> Iterator[tuple[int, bytes, int]]:
-    """(1-based line number, line without its end-of-line, bytes consumed) after ``skip_through``."""
+def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
+    """(1-based line number, line without its end-of-line, bytes consumed), for every line."""
     for number, raw in enumerate(stream, start=1):
-        if number <= skip_through:
-            yield number, b"", len(raw)  # still counted so that progress and ETA stay right
-            continue
         line = raw[:-1] if raw.endswith(b"\n") else raw
         if line.endswith(b"\r"):  # files written on Windows
             line = line[:-1]

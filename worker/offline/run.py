@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from worker.annotator import Annotator, BatchResult, Prepared
 from worker.offline.files import ResultFiles, error_record
 from worker.offline.progress import Progress
-from worker.records import Rejection, output_value
+from worker.records import Rejection, interleave, ner_block, output_value
 from worker.settings import Settings
 
 _MAX_REPORTED = 20
@@ -104,7 +104,7 @@ class OfflineAnnotation:
 
     def _prepare(self, group: list[Slot]) -> list[Slot]:
         """Parse every line and tokenize the valid ones in one tokenizer call."""
-        self.annotator.prepare(group, self.settings, lambda slot: slot.raw)
+        self.annotator.prepare(group, lambda slot: slot.raw)
         return group
 
     def _batches(self, slots: list[Slot]) -> Iterator[list[Slot]]:
@@ -121,18 +121,17 @@ class OfflineAnnotation:
             yield batch
 
     def _write(self, batch: list[Slot], result: BatchResult) -> None:
-        annotated = iter(result.entities)
-        ner_timings = {"engine_ms": round(result.engine_seconds * 1000, 3)}
+        outcomes = interleave([slot.rejection if slot.rejection is not None else slot for slot in batch],
+                              result.entities)
         documents = errors = 0
-        for slot in batch:
-            outcome = slot.rejection if slot.rejection is not None else next(annotated)
+        for slot, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Rejection):
                 self._bad_line(slot, outcome)
                 errors += 1
             else:
                 assert slot.document is not None
-                ner = {"model": self.annotator.model_name,
-                       "source": {"file": self.input_name, "line": slot.line}, "timings": ner_timings}
+                ner = ner_block(self.annotator.model_name, {"file": self.input_name, "line": slot.line},
+                                engine_seconds=result.engine_seconds)
                 self.files.document(output_value(slot.document, outcome, text_field=self.settings.text_field, ner=ner))
                 self.summary.entities += len(outcome)
                 documents += 1

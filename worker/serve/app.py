@@ -19,12 +19,23 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
-from worker.records import EMPTY_VALUE, INVALID_JSON, INVALID_UTF8, Document, Rejection, output_value, parse_value
+from worker.http import probe_routes
+from worker.records import (
+    EMPTY_VALUE,
+    INVALID_JSON,
+    INVALID_UTF8,
+    Document,
+    ParseOptions,
+    Rejection,
+    interleave,
+    ner_block,
+    output_value,
+    parse_value,
+)
 from worker.serve.batching import MicroBatcher, Overloaded
 from worker.serve.metrics import ServeMetrics
 from worker.serve.openapi import openapi_document
@@ -49,8 +60,9 @@ class ServeState:
     def __init__(self, settings: Settings, metrics: ServeMetrics, *, max_request_documents: int,
                  engine: Engine | None = None) -> None:
         self.settings = settings
-        self.json_settings = dataclasses.replace(settings, input_format="json")
-        self.text_settings = dataclasses.replace(settings, input_format="text")
+        # A request says its format by its content type, whatever NER_INPUT_FORMAT says.
+        self.json_input = dataclasses.replace(ParseOptions.from_settings(settings), input_format="json")
+        self.text_input = dataclasses.replace(self.json_input, input_format="text")
         self.metrics = metrics
         self.max_request_documents = max_request_documents
         self.annotator: Annotator | None = None
@@ -72,6 +84,9 @@ class ServeState:
     def ready(self) -> bool:
         return self.annotator is not None and self.annotator.engine.ready()
 
+    def readiness(self) -> dict[str, bool]:
+        return {"engine_loaded": self.annotator is not None, "engine_ready": self.ready()}
+
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
@@ -92,33 +107,15 @@ def build_app(state: ServeState, *, max_request_bytes: int) -> web.Application:
         response.headers["X-Request-ID"] = request_id
         return response
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "checks": {"event_loop": True}}, dumps=_dumps)
-
-    async def readyz(_: web.Request) -> web.Response:
-        ready = state.ready()
-        checks = {"engine_loaded": state.annotator is not None, "engine_ready": ready}
-        return web.json_response({"status": "ok" if ready else "unavailable", "checks": checks},
-                                 status=200 if ready else 503, dumps=_dumps)
-
-    async def metrics(_: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(state.metrics.registry))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
     async def openapi_json(_: web.Request) -> web.Response:
         return web.Response(body=openapi, content_type="application/json")
 
     app.router.add_post("/v1/annotate", annotate)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi_json)
+    # Answering at all proves the event loop is responsive: the one health check serve has.
+    app.add_routes(probe_routes(state.metrics.registry, health=lambda: {"event_loop": True},
+                                readiness=state.readiness))
     return app
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _observe(metrics: ServeMetrics) -> Any:
@@ -149,7 +146,7 @@ async def _annotate(state: ServeState, request: web.Request, request_id: str) ->
     except web.HTTPRequestEntityTooLarge as exc:
         return _error(413, "request_too_large", exc.text or "the request body is too large")
     if request.content_type == "text/plain":
-        parsed: list[Document | Rejection] = [parse_value(body, state.text_settings)]
+        parsed: list[Document | Rejection] = [parse_value(body, state.text_input)]
         single = True
     else:  # JSON, whatever the client called it (curl -d says form-urlencoded)
         try:
@@ -158,13 +155,13 @@ async def _annotate(state: ServeState, request: web.Request, request_id: str) ->
             value = None
         single = not isinstance(value, list)
         if single:
-            parsed = [parse_value(body, state.json_settings)]
+            parsed = [parse_value(body, state.json_input)]
         elif len(value) > state.max_request_documents:
             return _error(422, "too_many_documents",
                           f"{len(value)} documents; at most {state.max_request_documents} per request")
         else:
             # Each item through the stream's own checks (depth, size, text field, type).
-            parsed = [parse_value(orjson.dumps(item), state.json_settings) for item in value]
+            parsed = [parse_value(orjson.dumps(item), state.json_input) for item in value]
     results = await _annotate_documents(state, parsed)
     if isinstance(results, web.Response):
         return results
@@ -178,14 +175,15 @@ async def _annotate_documents(state: ServeState, parsed: list[Document | Rejecti
     encoded = state.annotator.tokenize([doc.text for doc in documents])
     valid = [item for item in encoded if isinstance(item, EncodedText)]
     try:
-        scored = iter(await state.batcher.annotate(valid))
+        scored = await state.batcher.annotate(valid)
     except Overloaded as exc:
         return _error(503, "overloaded", str(exc), **{"Retry-After": "1"})
     except Exception as exc:  # the engine failed (after its own retries): the client may retry
         log.warning("engine failed on a request: %s", exc)
         return _error(503, "engine_failed", f"the engine failed: {exc}", **{"Retry-After": "1"})
-    per_document = iter([(item, 0.0) if isinstance(item, Rejection) else next(scored) for item in encoded])
-    return [(item, 0.0) if isinstance(item, Rejection) else next(per_document) for item in parsed]
+    # Rejected documents never reach the engine: they take no engine time.
+    per_document = [(item, 0.0) if isinstance(item, Rejection) else item for item in interleave(encoded, scored)]
+    return [(item, 0.0) if isinstance(item, Rejection) else item for item in interleave(parsed, per_document)]
 
 
 def _answer(state: ServeState, parsed: list[Document | Rejection], results: list[tuple[list[Any] | Rejection, float]],
@@ -193,7 +191,7 @@ def _answer(state: ServeState, parsed: list[Document | Rejection], results: list
     model = state.annotator.model_name if state.annotator is not None else ""
     outputs: list[bytes] = []
     errors: list[dict[str, Any]] = []
-    for index, (document, (entities, engine_ms)) in enumerate(zip(parsed, results, strict=True)):
+    for index, (document, (entities, engine_seconds)) in enumerate(zip(parsed, results, strict=True)):
         if isinstance(entities, Rejection) or not isinstance(document, Document):
             rejection = entities if isinstance(entities, Rejection) else document
             assert isinstance(rejection, Rejection)
@@ -201,7 +199,7 @@ def _answer(state: ServeState, parsed: list[Document | Rejection], results: list
             errors.append({"index": index, "reason": rejection.reason, "message": rejection.message})
             outputs.append(b"null")
             continue
-        ner = {"model": model, "source": {"request": request_id, "index": index}, "timings": {"engine_ms": engine_ms}}
+        ner = ner_block(model, {"request": request_id, "index": index}, engine_seconds=engine_seconds)
         outputs.append(output_value(document, entities, text_field=state.settings.text_field, ner=ner))
         state.metrics.documents_annotated.inc()
         for entity in entities:

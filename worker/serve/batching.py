@@ -41,7 +41,6 @@ class MicroBatcher:
         self._max_wait_s = max_wait_s
         self._max_queued = max_queued
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._max_concurrent = max_concurrent
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._carry: _Item | None = None
         self._queued = 0
@@ -61,7 +60,7 @@ class MicroBatcher:
         await asyncio.gather(*self._batches, return_exceptions=True)
 
     async def annotate(self, documents: Sequence[EncodedText]) -> list[tuple[list[Entity] | Rejection, float]]:
-        """Entities (or the reason there are none) and the engine milliseconds, per document, in order."""
+        """Entities (or the reason there are none) and the engine seconds of their batch, per document, in order."""
         if self._queued + len(documents) > self._max_queued:
             raise Overloaded(f"{self._queued} documents are waiting; the limit is {self._max_queued}")
         loop = asyncio.get_running_loop()
@@ -157,7 +156,6 @@ class MicroBatcher:
             return
         self._metrics.engine_seconds.observe(result.engine_seconds)
         self._metrics.tokens_processed.inc(result.tokens)
-        engine_ms = round(result.engine_seconds * 1000, 3)
         for item, entities in zip(live, result.entities, strict=True):
             if not item.future.done():
-                item.future.set_result((entities, engine_ms))
+                item.future.set_result((entities, result.engine_seconds))

@@ -23,6 +23,7 @@ from worker.http import HealthServer
 from worker.settings import Settings, SettingsError
 from worker.signals import stop_on_signals
 from worker.stream.kafka_diagnostics import bootstrap_errors, connect_failure_cause, guard_secret_logging
+from worker.stream.kafka_security import kafka_security_kwargs
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.publisher import Publisher, RecordWriter, Sink
 from worker.stream.runner import StreamRunner
@@ -156,7 +157,7 @@ async def _connect(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, setti
 
 def _client_kwargs(settings: Settings) -> dict[str, Any]:
     try:
-        return {"bootstrap_servers": settings.kafka_bootstrap_servers, **settings.kafka_security_kwargs()}
+        return {"bootstrap_servers": settings.kafka_bootstrap_servers, **kafka_security_kwargs(settings)}
     except SettingsError as exc:
         raise StartupError(str(exc)) from None
 

@@ -1,23 +1,20 @@
-"""Prometheus metrics of the worker: one registry, conventional names (base units, ``_total``).
-
-Labels stay low-cardinality: a reason, an entity label, a topic and partition; never a document id.
+"""Prometheus metrics of ``ner-worker run``: the shared ones (``worker.metrics``) plus the stream's
+own (records, in-flight work, partitions, commits, lag).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
-_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from worker.metrics import SECONDS_BUCKETS, EngineMetrics
 
 
-class WorkerMetrics:
-    """All metrics of one worker process, registered in their own registry (tests make many)."""
+class WorkerMetrics(EngineMetrics):
+    """All metrics of one ``run`` process: the shared engine metrics plus the stream's own."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        super().__init__(registry)
         r = self.registry
-        self.info = Info("ner_worker", "Worker version, engine and model.", registry=r)
         self.records_received = Counter(
             "ner_records_received_total", "Records read from the input topic.", registry=r
         )
@@ -30,24 +27,10 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
-        self.entities = Counter("ner_entities_total", "Entities published, by label.", ["label"], registry=r)
-        self.tokens_processed = Counter(
-            "ner_tokens_processed_total", "Tokens scored by the engine (special tokens included).", registry=r
-        )
-        self.batch_documents = Histogram(
-            "ner_batch_documents", "Documents per engine batch.", buckets=_SIZE_BUCKETS, registry=r
-        )
-        self.batch_tokens = Histogram(
-            "ner_batch_tokens", "Tokens per engine batch.", buckets=_SIZE_BUCKETS, registry=r
-        )
-        self.engine_seconds = Histogram(
-            "ner_engine_seconds", "Engine time per batch.", buckets=_SECONDS_BUCKETS, registry=r
-        )
-        self.engine_errors = Counter("ner_engine_errors_total", "Engine batches that failed.", registry=r)
         self.end_to_end_latency = Histogram(
             "ner_end_to_end_latency_seconds",
             "From the input record's timestamp to the broker's acknowledgement of its output.",
-            buckets=_SECONDS_BUCKETS,
+            buckets=SECONDS_BUCKETS,
             registry=r,
         )
         self.inflight_records = Gauge(

@@ -137,7 +137,7 @@ class StreamRunner:
             self.metrics.records_received.inc()
             items.append(WorkItem(source=SourceRecord(tp, record.offset, record.key, record.value,
                                                       tuple(record.headers), record.timestamp, progress)))
-        self.annotator.prepare(items, self.settings, lambda item: item.source.value)
+        self.annotator.prepare(items, lambda item: item.source.value)
         for item in items:
             self.batcher.add(item, item.tokens)
 

@@ -14,14 +14,13 @@ An item's score is its argmax probability; a group's score is the mean of its it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from worker.text.kinds import Aggregation
 from worker.text.schemes import LabelScheme, starts_group
 
-Aggregation = Literal["none", "simple", "first", "average", "max"]
 WORD_STRATEGIES = frozenset({"first", "average", "max"})
 
 FloatArray = npt.NDArray[np.float32]

@@ -15,11 +15,12 @@ from typing import Literal, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import WORD_STRATEGIES, Aggregation, Spans, softmax, spans_of_sequence
+from worker.text.aggregate import WORD_STRATEGIES, Spans, softmax, spans_of_sequence
 from worker.text.characters import code_points, is_space
 from worker.text.graphemes import FIRST_JOINER as _FIRST_JOINER
 from worker.text.graphemes import ZWJ as _ZWJ
 from worker.text.graphemes import whole_characters
+from worker.text.kinds import Aggregation, ScoreKind
 from worker.text.schemes import OUTSIDE, LabelScheme, LabelSchemeError, parse_scheme
 from worker.text.tokenize import EncodedText
 from worker.text.windows import document_scores
@@ -27,7 +28,6 @@ from worker.text.words import word_starts
 
 __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
 
-ScoreKind = Literal["probabilities", "logits"]
 WindowMerge = Literal["context", "longest"]
 WordRules = Literal["default", "pipeline"]
 _STRATEGIES = ("none", "simple", "first", "average", "max")

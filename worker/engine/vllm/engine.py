@@ -68,12 +68,10 @@ class VllmEngine:
     def __init__(self, model: str, *, replicas: int = 4, dtype: str = "auto", max_length: int = 0,
                  max_model_len: int = 0, max_num_batched_tokens: int = 65536, max_num_seqs: int = 1024,
                  gpu_memory_utilization: float = 0.8, enforce_eager: bool = True, attention_backend: str = "",
-                 submit: str = "stream", start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+                 start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
                  split_tokens: int = DEFAULT_SPLIT_TOKENS) -> None:
         if replicas < 1:
             raise ValueError("replicas must be at least 1")
-        if submit not in ("stream", "encode"):
-            raise ValueError(f"submit must be 'stream' or 'encode', not {submit!r}")
         facts = read_model_facts(model, max_length, max_model_len)
         self.id2label: dict[int, str] = facts.id2label
         self.name = facts.name
@@ -87,7 +85,6 @@ class VllmEngine:
                 max_num_seqs=max_num_seqs, gpu_memory_utilization=gpu_memory_utilization / replicas,
                 enforce_eager=enforce_eager, attention_backend=attention_backend,
             ),
-            "submit": submit,
             "max_in_core": 2 * max_num_seqs,
         }
         self._handles: list[ReplicaHandle] = []
@@ -135,10 +132,6 @@ class VllmEngine:
     def use_replicas(self, count: int | None) -> None:
         """Send work to the first ``count`` replicas only (None: all); for capacity measurements."""
         self._active = self.replicas if count is None else max(1, min(count, self.replicas))
-
-    def describe_replicas(self) -> list[dict[str, Any]]:
-        """What each replica reported when it came up (vLLM version, start time, ...)."""
-        return [dict(handle.info) for handle in self._handles]
 
     async def close(self) -> None:
         self._closing = True

@@ -13,11 +13,9 @@ side by side on one GPU. Each must be a fresh interpreter (an ``LLM`` built insi
 ``multiprocessing`` child was seen to hang), and a fresh interpreter also keeps vLLM, CUDA and
 their threads out of the worker's own process.
 
-Two ways of feeding the engine:
-* ``stream`` (default): windows go into ``LLMEngine.add_request`` as they arrive and
-  ``step()`` runs while requests are pending, so new work joins the running batch;
-* ``encode``: all pending windows go through one ``LLM.encode`` call, round after round
-  (the public offline API; kept as a fallback and for comparison).
+Windows go into ``LLMEngine.add_request`` as they arrive and ``step()`` runs while requests are
+pending, so new work joins the running batch (rather than rounds of ``LLM.encode`` calls, where
+each round waits for the slowest window of the last).
 """
 
 from __future__ import annotations
@@ -62,13 +60,12 @@ class Job:
 
 
 class Replica:
-    def __init__(self, llm: Any, *, submit: str, max_in_core: int) -> None:
+    def __init__(self, llm: Any, *, max_in_core: int) -> None:
         from vllm import PoolingParams  # type: ignore[import-not-found]
 
         self.sock: socket.socket | None = None
         self.llm = llm
         self.engine = llm.llm_engine
-        self.submit = submit
         self.max_in_core = max_in_core
         self.params = PoolingParams(task="token_classify")
         self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -132,12 +129,6 @@ class Replica:
     # --- the engine loops -----------------------------------------------------------------
     def serve(self, *, until_idle: bool = False) -> None:
         """Answer requests until the worker hangs up (or, for the warm-up, until idle)."""
-        if self.submit == "encode":
-            self._serve_encode(until_idle)
-        else:
-            self._serve_stream(until_idle)
-
-    def _serve_stream(self, until_idle: bool) -> None:
         waiting: deque[tuple[Job, int]] = deque()
         in_core: dict[str, tuple[Job, int]] = {}
         while True:
@@ -195,40 +186,6 @@ class Replica:
             self.engine.abort_request(mine)
         self.send(wire.ERROR, job.request_id, message.encode())
 
-    def _serve_encode(self, until_idle: bool) -> None:
-        from vllm.inputs import TokensPrompt  # type: ignore[import-not-found]
-
-        while True:
-            if until_idle:
-                first = self._poll()
-                if first is None:
-                    return
-            else:
-                first = self.inbox.get()
-            jobs = [] if first is None else [first]
-            while (more := self._poll()) is not None:
-                jobs.append(more)
-            if first is None or self.closed:
-                return
-            prompts = [TokensPrompt(prompt_token_ids=job.window(i)) for job in jobs for i in range(job.remaining)]
-            try:
-                outputs = self.llm.encode(prompts, self.params, pooling_task="token_classify", use_tqdm=False)
-            except ValueError as exc:  # one bad window fails this round's requests, not the replica
-                for job in jobs:
-                    self.send(wire.ERROR, job.request_id, f"vLLM rejected a window: {exc}".encode())
-                continue
-            position = 0
-            for job in jobs:
-                count = job.remaining
-                try:
-                    for index in range(count):
-                        self._store(job, index, outputs[position + index].outputs.data)
-                except ValueError as exc:
-                    self.send(wire.ERROR, job.request_id, str(exc).encode())
-                else:
-                    self._finish(job)
-                position += count
-
     def warm_up(self, max_len: int, vocab: int) -> None:
         """Run a few windows through the engine so that the first real batch is not the slow one."""
         lengths = np.array([min(max_len, n) for n in (8, 64, 128, 256, 512)] * 4, dtype=np.int32)
@@ -251,7 +208,7 @@ def make_job(request_id: int, lengths: npt.NDArray[np.int32], ids: npt.NDArray[n
 
 
 def _tokens_input(ids: list[int]) -> Any:
-    from vllm.inputs import tokens_input
+    from vllm.inputs import tokens_input  # type: ignore[import-not-found]
 
     return tokens_input(ids)
 
@@ -269,14 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="One vLLM token-classification engine replica.")
     parser.add_argument("--socket", required=True, help="Unix socket of the worker, connected once the engine is up")
     parser.add_argument("--index", type=int, default=0)
-    parser.add_argument("--config", required=True, help="JSON: {llm: LLM kwargs, submit, max_in_core}")
+    parser.add_argument("--config", required=True, help="JSON: {llm: LLM kwargs, max_in_core}")
     args = parser.parse_args(argv)
     config = json.loads(args.config)
     started = time.perf_counter()
     try:
         llm = build_llm(config["llm"])
         model_config = llm.llm_engine.model_config
-        replica = Replica(llm, submit=config.get("submit", "stream"), max_in_core=int(config.get("max_in_core", 2048)))
+        replica = Replica(llm, max_in_core=int(config.get("max_in_core", 2048)))
         replica.warm_up(int(model_config.max_model_len), int(model_config.get_vocab_size()))
         # Connect only now: the engine-core process vLLM forked above must not inherit the socket.
         replica.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -290,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "index": args.index, "pid": os.getpid(), "vllm": vllm.__version__, "num_labels": replica.num_labels,
         "max_model_len": int(model_config.max_model_len), "start_seconds": round(time.perf_counter() - started, 2),
-        "submit": replica.submit,
     }
     replica.send(wire.READY, args.index, wire.ready_payload(info))
     replica.start_reader()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,8 @@ import numpy as np
 from worker.engine.base import EngineError, WindowScores
 from worker.engine.vllm import wire
 
+log = logging.getLogger(__name__)
+
 # The folder that holds the ``worker`` package: the replica imports it from there.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
@@ -36,7 +39,6 @@ class ReplicaHandle:
         self.index = index
         self.process: subprocess.Popen[bytes] | None = None
         self.transport: asyncio.Transport | None = None
-        self.info: dict[str, Any] = {}
         self.outstanding_tokens = 0
         self.failure: str | None = None
         self._pending: dict[int, tuple[asyncio.Future[list[WindowScores]], list[int]]] = {}
@@ -99,7 +101,8 @@ class ReplicaHandle:
 
     def attach(self, transport: asyncio.Transport, info: dict[str, Any]) -> None:
         self.transport = transport
-        self.info = info
+        # What the replica reported when it came up: the one place an operator sees it.
+        log.info("%s ready: %s", self.describe(), ", ".join(f"{key} {value}" for key, value in info.items()))
         if not self._ready.done():
             self._ready.set_result(None)
 
