@@ -181,6 +181,8 @@ class FakeProducer:
         self.pending: list[tuple[Written, asyncio.Future[Any]]] = []
         self.refuse: Callable[[Written], KafkaError | None] = lambda written: None
         """Settles a send with this error instead of writing it (None: write it)."""
+        self.refuse_send: Callable[[Written], KafkaError | None] = lambda written: None
+        """Raised by ``send`` itself (aiokafka: KafkaTimeoutError when the buffer stays full)."""
         self.started = self.stopped = False
         self._txn: list[Written] | None = None
         self._txn_offsets: dict[TopicPartition, int] = {}
@@ -200,6 +202,9 @@ class FakeProducer:
         if self.transactional_id is not None and self._txn is None:
             raise IllegalOperation("Can't send messages while not in transaction")
         written = Written(topic, value, key, partition, list(headers or []))
+        error = self.refuse_send(written)
+        if error is not None:
+            raise error
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append((written, future))
         if self.auto_ack:

@@ -132,5 +132,19 @@ def test_a_revoked_partition_is_committed_up_to_its_unfinished_work_and_the_rest
     assert [wr.source_offset() for wr in w.broker.written if _from(wr, P0)] == [0, 1, 2, 3]
 
 
+def test_a_revoke_waits_for_in_flight_work_that_finishes_within_the_drain_deadline() -> None:
+    async def scenario(w: World) -> None:
+        w.broker.fill(P0, documents("a", "b", "c", "d"))
+        w.annotator.hold(1)
+        await w.consumer.rebalance([P0])
+        await until(lambda: w.broker.written_offsets() == [0, 1] and len(w.annotator.batches) == 2)
+        asyncio.get_running_loop().call_later(0.05, w.annotator.release, 1)  # within the 0.2 s drain
+        await w.consumer.rebalance([])
+        assert w.broker.written_offsets() == [0, 1, 2, 3]
+        assert w.broker.group_offsets == {P0: 4}  # committed before the partition is given up
+
+    play(scenario, max_batch_documents=2)
+
+
 def _from(written: Any, tp: TopicPartition) -> bool:
     return bool(orjson.loads(written.value)["ner"]["source"]["partition"] == tp.partition)
