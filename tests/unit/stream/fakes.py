@@ -17,7 +17,7 @@ Only what the stream loop and the publishers call is there, and it answers as ai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +26,15 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalOperation, IllegalStateError, KafkaError
 
-from worker.annotator import BatchResult
-from worker.records import Rejection, parse_value
+from worker.annotator import Annotator, BatchResult
 from worker.settings import Settings
 from worker.stream.config import RunnerConfig
 from worker.stream.health import StreamStatus
 from worker.stream.metrics import WorkerMetrics
+from worker.stream.publisher import Publisher
 from worker.stream.runner import StreamRunner
-from worker.stream.sink import SinkFactory
+from worker.stream.sink import Rewind, Sink
+from worker.stream.transactions import TransactionalPublisher
 from worker.stream.writer import RecordWriter
 
 INPUT = "in"
@@ -285,18 +286,19 @@ class _Document:
     windows: list[list[int]]
 
 
-class FakeAnnotator:
-    """Parses values as the worker does; one token per word; one entity ``W`` per document.
+class FakeAnnotator(Annotator):
+    """The worker's own parsing (``Annotator.prepare``); one token per word; one entity ``W`` per document.
 
     ``hold(n)`` keeps the engine's n-th batch (0-based) from finishing until ``release(n)``.
     """
 
-    model_name = "fake-model"
-
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # no engine, tokenizer or decoder: tokenize and annotate are fakes
         self.batches: list[list[str]] = []
         self._gates: dict[int, asyncio.Event] = {}
-        self.failures_left = 0
+
+    @property
+    def model_name(self) -> str:
+        return "fake-model"
 
     def hold(self, *batches: int) -> None:
         for n in batches:
@@ -306,14 +308,8 @@ class FakeAnnotator:
         for n in batches:
             self._gates[n].set()
 
-    def prepare(self, items: list[Any], settings: Settings, value: Callable[[Any], bytes | None]) -> None:
-        for item in items:
-            parsed = parse_value(value(item), settings)
-            if isinstance(parsed, Rejection):
-                item.rejection = parsed
-            else:
-                item.document = parsed
-                item.encoded = _Document(parsed.text, [list(range(len(parsed.text.split())))])
+    def tokenize(self, texts: Sequence[str]) -> list[Any]:
+        return [_Document(text, [list(range(len(text.split())))]) for text in texts]
 
     async def annotate_encoded(self, documents: list[_Document]) -> BatchResult:
         n = len(self.batches)
@@ -336,20 +332,61 @@ def config(**overrides: Any) -> RunnerConfig:
     return RunnerConfig(**{**values, **overrides})
 
 
-def writer(metrics: WorkerMetrics) -> RecordWriter:
-    return RecordWriter(SETTINGS, metrics, output_partitions=1, dead_letter_partitions=1)
-
-
 def documents(*texts: str) -> list[bytes]:
     return [orjson.dumps({"text": text}) for text in texts]
 
 
-def runner(consumer: FakeConsumer, sink: SinkFactory, annotator: FakeAnnotator, metrics: WorkerMetrics,
-           **limits: Any) -> StreamRunner:
-    made = StreamRunner(config(**limits), consumer, sink, annotator, metrics,  # type: ignore[arg-type]
-                        StreamStatus(), parsing=SETTINGS)
-    consumer.listener = made.listener()
-    return made
+class World:
+    """A broker, its consumer, the fake engine and a runner with either publisher.
+
+    At-least-once: one shared producer (``producer``). Exactly-once: a transactional producer per
+    input partition, each kept in ``txn_producers`` in the order they were made.
+    """
+
+    def __init__(self, *, exactly_once: bool = False, auto_ack: bool = True, **limits: Any) -> None:
+        self.broker = FakeBroker()
+        self.consumer = FakeConsumer(self.broker)
+        self.annotator = FakeAnnotator()
+        self.metrics = WorkerMetrics()
+        self.producer = FakeProducer(self.broker, auto_ack=auto_ack)
+        self.txn_producers: list[FakeProducer] = []
+        sink = self._transactional if exactly_once else self._at_least_once
+        self.runner = StreamRunner(config(**limits), self.consumer, sink, self.annotator,
+                                   self.metrics, StreamStatus(), parsing=SETTINGS)
+        self.consumer.listener = self.runner.listener()
+
+    def _writer(self) -> RecordWriter:
+        return RecordWriter(SETTINGS, self.metrics, output_partitions=1, dead_letter_partitions=1)
+
+    def _at_least_once(self, rewind: Rewind) -> Sink:
+        return Publisher(self.producer, self._writer(), rewind)
+
+    def _transactional(self, rewind: Rewind) -> Sink:
+        def make(txn_id: str) -> Any:
+            self.txn_producers.append(FakeProducer(self.broker, transactional_id=txn_id))
+            return self.txn_producers[-1]
+
+        return TransactionalPublisher(self._writer(), make, group_id=GROUP, id_prefix="ner", rewind=rewind,
+                                      start_timeout_s=1.0)
+
+    def rewinds(self) -> float:
+        return self.metrics.registry.get_sample_value("ner_partition_rewinds_total") or 0.0
+
+
+def play(scenario: Callable[[World], Awaitable[None]], **options: Any) -> World:
+    """Run ``scenario`` beside the runner's loop, then stop the loop (drain and final commit)."""
+
+    async def main() -> World:
+        world = World(**options)
+        loop = asyncio.create_task(world.runner.run())
+        try:
+            await scenario(world)
+        finally:
+            world.runner.stop()
+            await asyncio.wait_for(loop, 5)
+        return world
+
+    return asyncio.run(main())
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:

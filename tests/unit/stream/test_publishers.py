@@ -3,72 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError, ProducerFenced, RequestTimedOutError
 
-from tests.unit.stream.fakes import (
-    GROUP,
-    INPUT,
-    FakeAnnotator,
-    FakeBroker,
-    FakeConsumer,
-    FakeProducer,
-    Written,
-    documents,
-    runner,
-    until,
-    writer,
-)
-from worker.stream.metrics import WorkerMetrics
-from worker.stream.publisher import Publisher
-from worker.stream.sink import Rewind, Sink
-from worker.stream.transactions import TransactionalPublisher, transactional_id
+from tests.unit.stream.fakes import GROUP, INPUT, World, Written, documents, play, until
+from worker.stream.transactions import transactional_id
 
 P0 = TopicPartition(INPUT, 0)
 P1 = TopicPartition(INPUT, 1)
-
-
-class World:
-    def __init__(self, *, exactly_once: bool, auto_ack: bool = True, **limits: Any) -> None:
-        self.broker = FakeBroker()
-        self.consumer = FakeConsumer(self.broker)
-        self.annotator = FakeAnnotator()
-        self.metrics = WorkerMetrics()
-        self.producer = FakeProducer(self.broker, auto_ack=auto_ack)
-        self.txn_producers: list[FakeProducer] = []
-        self.runner = runner(self.consumer, self._transactional if exactly_once else self._at_least_once,
-                             self.annotator, self.metrics, **limits)
-
-    def _at_least_once(self, rewind: Rewind) -> Sink:
-        return Publisher(self.producer, writer(self.metrics), rewind)
-
-    def _transactional(self, rewind: Rewind) -> Sink:
-        def make(txn_id: str) -> Any:
-            self.txn_producers.append(FakeProducer(self.broker, transactional_id=txn_id))
-            return self.txn_producers[-1]
-
-        return TransactionalPublisher(writer(self.metrics), make, group_id=GROUP, id_prefix="ner",
-                                      rewind=rewind, start_timeout_s=1.0)
-
-    def rewinds(self) -> float:
-        return self.metrics.registry.get_sample_value("ner_partition_rewinds_total") or 0.0
-
-
-def play(scenario: Callable[[World], Awaitable[None]], **options: Any) -> World:
-    async def main() -> World:
-        world = World(**options)
-        loop = asyncio.create_task(world.runner.run())
-        try:
-            await scenario(world)
-        finally:
-            world.runner.stop()
-            await asyncio.wait_for(loop, 5)
-        return world
-
-    return asyncio.run(main())
 
 
 # --- at-least-once ----------------------------------------------------------------------------

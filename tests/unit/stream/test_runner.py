@@ -3,60 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
 
-from tests.unit.stream.fakes import (
-    INPUT,
-    SETTINGS,
-    FakeAnnotator,
-    FakeBroker,
-    FakeConsumer,
-    FakeProducer,
-    documents,
-    runner,
-    until,
-    writer,
-)
-from worker.stream.metrics import WorkerMetrics
-from worker.stream.publisher import Publisher
-from worker.stream.runner import StreamRunner
+from tests.unit.stream.fakes import INPUT, SETTINGS, World, documents, play, until
 
 P0 = TopicPartition(INPUT, 0)
 P1 = TopicPartition(INPUT, 1)
-
-
-class World:
-    """A broker, a consumer, a producer, the fake engine and a runner publishing at-least-once."""
-
-    def __init__(self, *, auto_ack: bool = True, **limits: Any) -> None:
-        self.broker = FakeBroker()
-        self.consumer = FakeConsumer(self.broker)
-        self.producer = FakeProducer(self.broker, auto_ack=auto_ack)
-        self.annotator = FakeAnnotator()
-        self.metrics = WorkerMetrics()
-        self.runner: StreamRunner = runner(
-            self.consumer, lambda rewind: Publisher(self.producer, writer(self.metrics), rewind),
-            self.annotator, self.metrics, **limits)
-
-
-def play(scenario: Callable[[World], Awaitable[None]], **limits: Any) -> World:
-    """Run ``scenario`` beside the runner's loop, then stop the loop (drain and final commit)."""
-
-    async def main() -> World:
-        world = World(**limits)
-        loop = asyncio.create_task(world.runner.run())
-        try:
-            await scenario(world)
-        finally:
-            world.runner.stop()
-            await asyncio.wait_for(loop, 5)
-        return world
-
-    return asyncio.run(main())
 
 
 def test_outputs_keep_input_order_while_later_batches_finish_first() -> None:
@@ -138,12 +93,12 @@ def test_a_revoke_waits_for_in_flight_work_that_finishes_within_the_drain_deadli
         w.annotator.hold(1)
         await w.consumer.rebalance([P0])
         await until(lambda: w.broker.written_offsets() == [0, 1] and len(w.annotator.batches) == 2)
-        asyncio.get_running_loop().call_later(0.05, w.annotator.release, 1)  # within the 0.2 s drain
+        asyncio.get_running_loop().call_later(0.05, w.annotator.release, 1)  # well within the drain deadline
         await w.consumer.rebalance([])
         assert w.broker.written_offsets() == [0, 1, 2, 3]
         assert w.broker.group_offsets == {P0: 4}  # committed before the partition is given up
 
-    play(scenario, max_batch_documents=2)
+    play(scenario, max_batch_documents=2, drain_timeout_s=3.0)
 
 
 def _from(written: Any, tp: TopicPartition) -> bool:
