@@ -1,165 +1,24 @@
-"""Send outputs and dead letters; a record counts as done only once the broker has it for good.
+"""At-least-once publishing: a record counts as done only once the broker has it for good.
 
-``Outgoing`` is one record to write and what to do once it is safely written. The at-least-once
-``Publisher`` acknowledges each record when the broker acknowledges its write; the exactly-once
-publisher (``transactions.py``) acknowledges a batch only when its transaction commits.
+The exactly-once publisher (``transactions.py``) acknowledges a batch only when its transaction
+commits instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 
-from worker.records import OUTPUT_TOO_LARGE, Document, Rejection, dead_letter_headers, output_value
-from worker.settings import Settings
-from worker.stream.metrics import WorkerMetrics
-from worker.stream.offsets import PartitionProgress
-from worker.text.decode import Entity
+from worker.stream.entries import Outcome, Outgoing, SourceRecord
+from worker.stream.sink import Rewind
+from worker.stream.writer import RecordWriter
 
 log = logging.getLogger(__name__)
-
-Rewind = Callable[[TopicPartition, bool], Coroutine[Any, Any, None]]
-"""Read a partition again from its last committed offset: (partition, lost). Lost (fenced): drop it."""
-
-
-@dataclass(slots=True)
-class SourceRecord:
-    """Where an input record came from, and what must travel with it to the output."""
-
-    tp: TopicPartition
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    timestamp_ms: int
-    progress: PartitionProgress
-
-
-@dataclass(slots=True)
-class Annotated:
-    """A record ready to publish: its document and entities, with the ``ner`` block."""
-
-    document: Document
-    entities: list[Entity]
-    ner: dict[str, Any]
-
-
-Outcome = Annotated | Rejection
-
-
-@dataclass(slots=True)
-class Outgoing:
-    topic: str
-    value: bytes | None
-    key: bytes | None
-    partition: int
-    """-1: let the producer hash the key."""
-    headers: list[tuple[str, bytes]]
-    source: SourceRecord
-    on_written: Callable[[], None]
-
-
-class RecordWriter:
-    """Turns outcomes into ``Outgoing`` records and counts them once they are written."""
-
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, *, output_partitions: int,
-                 dead_letter_partitions: int) -> None:
-        self._settings = settings
-        self._metrics = metrics
-        self._output_partitions = output_partitions
-        self._dead_letter_partitions = dead_letter_partitions
-
-    def output(self, source: SourceRecord, annotated: Annotated) -> Outgoing:
-        value = output_value(annotated.document, annotated.entities, text_field=self._settings.text_field,
-                             ner=annotated.ner)
-        partition = source.tp.partition % self._output_partitions
-        if self._settings.output_partitioning == "key" and source.key is not None:
-            partition = -1
-        labels = [entity["label"] for entity in annotated.entities]
-
-        def written() -> None:
-            self._metrics.records_published.inc()
-            for label in labels:
-                self._metrics.entities.labels(label).inc()
-            self._metrics.end_to_end_latency.observe(max(0.0, time.time() - source.timestamp_ms / 1000))
-            self._done(source)
-
-        return Outgoing(self._settings.output_topic, value, source.key, partition, list(source.headers), source,
-                        written)
-
-    def dead_letter(self, source: SourceRecord, rejection: Rejection) -> Outgoing:
-        headers = dead_letter_headers(source.headers, rejection, topic=source.tp.topic,
-                                      partition=source.tp.partition, offset=source.offset)
-
-        def written() -> None:
-            self._metrics.records_dead_lettered.labels(rejection.reason).inc()
-            self._done(source)
-
-        return Outgoing(self._settings.dead_letter_topic, source.value, source.key,
-                        source.tp.partition % self._dead_letter_partitions, headers, source, written)
-
-    def outgoing(self, source: SourceRecord, outcome: Outcome) -> Outgoing:
-        if isinstance(outcome, Rejection):
-            return self.dead_letter(source, outcome)
-        return self.output(source, outcome)
-
-    def _done(self, source: SourceRecord) -> None:
-        source.progress.ack(source.offset)
-        self._metrics.last_progress.set(time.time())
-
-    async def send(self, producer: AIOKafkaProducer, record: Outgoing) -> asyncio.Future[Any]:
-        """Hand one record to the producer.
-
-        An output over the producer's size limit becomes a dead letter; a dead letter whose
-        original value is over the limit goes out without the value (the input topic still holds
-        it), marked with ``ner.error.value_dropped`` and the original size.
-        """
-        try:
-            return await _send(producer, record)
-        except MessageSizeTooLargeError as exc:
-            if record.topic != self._settings.dead_letter_topic:
-                too_large = Rejection(OUTPUT_TOO_LARGE, f"the output is too large: {exc}")
-                fallback = self.dead_letter(record.source, too_large)
-            else:
-                fallback = record
-            record.on_written = fallback.on_written
-            try:
-                return await _send(producer, fallback)
-            except MessageSizeTooLargeError:
-                size = len(fallback.value or b"")
-                fallback.headers = [*fallback.headers, ("ner.error.value_dropped", str(size).encode())]
-                fallback.value = None
-                return await _send(producer, fallback)
-
-
-async def _send(producer: AIOKafkaProducer, record: Outgoing) -> asyncio.Future[Any]:
-    value = record.value
-    if value is None and record.key is None:
-        value = b""  # the client refuses a record with neither key nor value (an input tombstone)
-    future: asyncio.Future[Any] = await producer.send(
-        record.topic, value, key=record.key, partition=None if record.partition < 0 else record.partition,
-        headers=record.headers,
-    )
-    return future
-
-
-class Sink(Protocol):
-    """Where finished batches go: at-least-once ``Publisher`` or exactly-once ``TransactionalPublisher``."""
-
-    async def publish(self, entries: Sequence[tuple[SourceRecord, Outcome]]) -> None: ...
-
-    async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...
-
-    async def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class Publisher:

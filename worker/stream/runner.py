@@ -22,17 +22,22 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.annotator import Annotator, BatchResult, Prepared
-from worker.records import Rejection
-from worker.settings import Settings
+from worker.records import Rejection, interleave, ner_block
+from worker.retry import Backoff
 from worker.stream.batcher import Batcher
+from worker.stream.config import RunnerConfig
+from worker.stream.entries import Annotated, Outcome, SourceRecord
+from worker.stream.health import StreamStatus
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
-from worker.stream.publisher import Annotated, Outcome, Sink, SourceRecord
+from worker.stream.sink import SinkFactory
 from worker.text.tokenize import EncodedText
 
 log = logging.getLogger(__name__)
 
 _ENGINE_ATTEMPTS = 3
+_ENGINE_RETRY_BASE_S = 1.0
+_ENGINE_RETRY_MAX_S = 2.0
 _POLL_MS = 100
 _RESUME_FRACTION = 0.75
 
@@ -60,21 +65,22 @@ class FatalStreamError(RuntimeError):
 
 
 class StreamRunner:
-    def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, publisher: Sink,
-                 annotator: Annotator, metrics: WorkerMetrics) -> None:
-        self.settings = settings
+    """The loop of one consumer. ``sink`` builds the publisher, handing it this runner's ``rewind``."""
+
+    def __init__(self, config: RunnerConfig, consumer: AIOKafkaConsumer, sink: SinkFactory,
+                 annotator: Annotator, metrics: WorkerMetrics, status: StreamStatus) -> None:
+        self.config = config
         self.consumer = consumer
-        self.publisher = publisher
+        self.publisher = sink(self.rewind)
         self.annotator = annotator
         self.metrics = metrics
+        self.status = status
         self.tracker = OffsetTracker()
         self.batcher: Batcher[WorkItem] = Batcher(
-            settings.max_batch_documents, settings.max_batch_tokens, settings.max_batch_wait_ms / 1000
+            config.max_batch_documents, config.max_batch_tokens, config.max_batch_wait_s
         )
         self.inflight: asyncio.Queue[InflightBatch] = asyncio.Queue()
         self.inflight_tokens = 0
-        self.group_joined = False
-        self.last_loop = time.monotonic()
         self._on_hold: set[TopicPartition] = set()
         self._paused = False
         self._stopping = asyncio.Event()
@@ -98,11 +104,11 @@ class StreamRunner:
                 await self._poll_once()
                 self._flush_due_batches()
                 self._apply_backpressure()
-                if time.monotonic() - self._last_commit >= self.settings.commit_interval_ms / 1000:
+                if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
                     await self.commit()
-                self.last_loop = time.monotonic()
+                self.status.last_loop = time.monotonic()
         finally:
-            await self._drain(deadline_s=self.settings.drain_timeout_s)
+            await self._drain(deadline_s=self.config.drain_timeout_s)
             await self.commit()
             publisher_task.cancel()
             await asyncio.gather(publisher_task, return_exceptions=True)
@@ -119,7 +125,7 @@ class StreamRunner:
     async def _poll_once(self) -> None:
         wait = self.batcher.seconds_until_due()
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
-        fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.max_batch_documents * 4)
+        fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_documents * 4)
         for tp, records in fetched.items():
             if tp in self._on_hold or not self.tracker.is_assigned(tp):
                 # Being revoked, rewound or set up: hand the records back so that whoever reads the
@@ -144,7 +150,7 @@ class StreamRunner:
     # --- batches --------------------------------------------------------------------------
 
     def _flush_due_batches(self, force: bool = False) -> None:
-        while (force or self.inflight.qsize() < self.settings.max_concurrent_batches) and (
+        while (force or self.inflight.qsize() < self.config.max_concurrent_batches) and (
             self.batcher.due() or (force and len(self.batcher))
         ):
             items = self.batcher.take()
@@ -156,49 +162,44 @@ class StreamRunner:
             self.metrics.batch_tokens.observe(tokens)
 
     async def _annotate(self, documents: list[EncodedText]) -> BatchResult:
-        for attempt in range(1, _ENGINE_ATTEMPTS + 1):
+        backoff = Backoff(_ENGINE_RETRY_BASE_S, _ENGINE_RETRY_MAX_S)
+        while True:
             try:
                 result = await self.annotator.annotate_encoded(documents)
             except Exception as exc:
                 self.metrics.engine_errors.inc()
-                if attempt == _ENGINE_ATTEMPTS:
+                if backoff.failures + 1 >= _ENGINE_ATTEMPTS:
                     raise
-                log.warning("engine batch failed (attempt %d of %d): %s", attempt, _ENGINE_ATTEMPTS, exc)
-                await asyncio.sleep(0.5 * 2**attempt)
+                log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, exc)
+                await backoff.wait()
             else:
                 self.metrics.engine_seconds.observe(result.engine_seconds)
                 self.metrics.tokens_processed.inc(result.tokens)
                 return result
-        raise AssertionError("unreachable")
 
     async def _publish_in_order(self) -> None:
         """Await batches in the order they were formed, so outputs keep their input order."""
         while True:
             batch = await self.inflight.get()
             result = await batch.task  # an engine that failed every attempt stops the worker here
-            annotated = iter(result.entities)
+            outcomes = interleave([item.rejection if item.rejection else item for item in batch.items],
+                                  result.entities)
             entries: list[tuple[SourceRecord, Outcome]] = []
-            for item in batch.items:
-                entities = next(annotated) if item.encoded is not None else None
+            for item, outcome in zip(batch.items, outcomes, strict=True):
                 if item.source.progress.detached:
                     continue  # revoked meanwhile: the partition's new owner processes it
-                if item.rejection is not None:
-                    entries.append((item.source, item.rejection))
-                elif isinstance(entities, Rejection):
-                    entries.append((item.source, entities))
+                if isinstance(outcome, Rejection):
+                    entries.append((item.source, outcome))
                 else:
-                    assert entities is not None and item.document is not None
-                    entries.append((item.source, Annotated(item.document, entities, self._ner_block(item, result))))
+                    assert item.document is not None
+                    entries.append((item.source, Annotated(item.document, outcome, self._ner_block(item, result))))
             await self.publisher.publish(entries)
             self.inflight_tokens -= batch.tokens
 
     def _ner_block(self, item: WorkItem, result: BatchResult) -> dict[str, object]:
         source = item.source
-        return {
-            "model": self.annotator.model_name,
-            "source": {"topic": source.tp.topic, "partition": source.tp.partition, "offset": source.offset},
-            "timings": {"engine_ms": round(result.engine_seconds * 1000, 3)},
-        }
+        position = {"topic": source.tp.topic, "partition": source.tp.partition, "offset": source.offset}
+        return ner_block(self.annotator.model_name, position, engine_seconds=result.engine_seconds)
 
     # --- flow control and commits ---------------------------------------------------------
 
@@ -207,9 +208,9 @@ class StreamRunner:
         tokens = self.inflight_tokens + self.batcher.tokens
         self.metrics.inflight_records.set(records)
         self.metrics.inflight_tokens.set(tokens)
-        over = records >= self.settings.max_inflight_records or tokens >= self.settings.max_inflight_tokens
-        room = (records < self.settings.max_inflight_records * _RESUME_FRACTION
-                and tokens < self.settings.max_inflight_tokens * _RESUME_FRACTION)
+        over = records >= self.config.max_inflight_records or tokens >= self.config.max_inflight_tokens
+        room = (records < self.config.max_inflight_records * _RESUME_FRACTION
+                and tokens < self.config.max_inflight_tokens * _RESUME_FRACTION)
         assigned = self.consumer.assignment()
         if over and not self._paused:
             self.consumer.pause(*assigned)
@@ -250,10 +251,10 @@ class StreamRunner:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._on_hold |= revoked
         self.metrics.rebalances.labels("revoked").inc()
-        finished = await self._drain(deadline_s=self.settings.drain_timeout_s, partitions=revoked)
+        finished = await self._drain(deadline_s=self.config.drain_timeout_s, partitions=revoked)
         if not finished:
             log.warning("revoke: in-flight work of %d partitions did not finish in %.1fs; not committing it",
-                        len(revoked), self.settings.drain_timeout_s)
+                        len(revoked), self.config.drain_timeout_s)
         await self.commit(revoked)
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)
@@ -280,7 +281,7 @@ class StreamRunner:
             if committed is None:
                 committed = await self.consumer.committed(tp)
             if committed is None:
-                if self.settings.auto_offset_reset == "earliest":
+                if self.config.auto_offset_reset == "earliest":
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     await self.consumer.seek_to_end(tp)
@@ -299,7 +300,7 @@ class StreamRunner:
             self.tracker.assign(assigned)
         finally:
             self._on_hold -= assigned
-        self.group_joined = True
+        self.status.group_joined = True
         self.metrics.rebalances.labels("assigned").inc()
         self.metrics.assigned_partitions.set(len(self.consumer.assignment()))
         if self._paused and assigned:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from worker.stream.publisher import Outcome, Outgoing, RecordWriter, Rewind, SourceRecord
+from worker.retry import Backoff
+from worker.stream.entries import Outcome, Outgoing, SourceRecord
+from worker.stream.sink import Rewind
+from worker.stream.writer import RecordWriter
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +56,17 @@ class TransactionalPublisher:
         await asyncio.gather(*(self._start_producer(tp) for tp in partitions if tp not in self._producers))
 
     async def _start_producer(self, tp: TopicPartition) -> None:
-        delay = 0.5
-        deadline = time.monotonic() + self._start_timeout_s
+        backoff = Backoff(deadline_s=self._start_timeout_s)
         while True:
             producer = self._make_producer(transactional_id(self._id_prefix, self._group_id, tp))
             try:
                 await producer.start()
             except KafkaError as exc:
                 await _stop(producer)
-                if time.monotonic() + delay > deadline:
+                if backoff.exhausted():
                     raise
                 log.warning("%s: transactional producer cannot start yet (%r); retrying", tp, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.wait()
                 continue
             self._producers[tp] = producer
             return

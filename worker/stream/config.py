@@ -1,0 +1,37 @@
+"""The values the stream loop needs, read once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.settings import OffsetReset, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """Batch sizes, in-flight budgets, commit and drain timing of ``StreamRunner``."""
+
+    max_batch_documents: int
+    max_batch_tokens: int
+    max_batch_wait_s: float
+    max_concurrent_batches: int
+    max_inflight_records: int
+    max_inflight_tokens: int
+    commit_interval_s: float
+    drain_timeout_s: float
+    auto_offset_reset: OffsetReset
+    """Where a rewound partition without a committed offset starts again."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunnerConfig:
+        return cls(
+            max_batch_documents=settings.max_batch_documents,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_wait_s=settings.max_batch_wait_ms / 1000,
+            max_concurrent_batches=settings.max_concurrent_batches,
+            max_inflight_records=settings.max_inflight_records,
+            max_inflight_tokens=settings.max_inflight_tokens,
+            commit_interval_s=settings.commit_interval_ms / 1000,
+            drain_timeout_s=settings.drain_timeout_s,
+            auto_offset_reset=settings.auto_offset_reset,
+        )

@@ -1,0 +1,29 @@
+"""Where finished batches go, and how a publisher asks for a partition to be read again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+
+from worker.stream.entries import Outcome, SourceRecord
+
+Rewind = Callable[[TopicPartition, bool], Coroutine[Any, Any, None]]
+"""Read a partition again from its last committed offset: (partition, lost). Lost (fenced): drop it."""
+
+
+class Sink(Protocol):
+    """Where finished batches go: at-least-once ``Publisher`` or exactly-once ``TransactionalPublisher``."""
+
+    async def publish(self, entries: Sequence[tuple[SourceRecord, Outcome]]) -> None: ...
+
+    async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    async def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+SinkFactory = Callable[[Rewind], Sink]
+"""Builds the sink once its rewind target exists: the runner calls it with its own ``rewind``."""
