@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.fixtures.documents import MODEL, OUTPUT_SCHEMA, REPO, SAMPLE_TEXTS, annotate_in_process, same_entities
+from worker.output import OutputControls
 from worker.records import Document, output_value
 
 TEXTS = SAMPLE_TEXTS
@@ -72,7 +73,7 @@ def test_a_jsonl_file_becomes_the_stream_output_with_bad_lines_reported(tmp_path
         assert document is not None and same_entities(record["entities"], expected[document["text"]])
         # Byte for byte the stream's output record, apart from where it came from and the timings.
         stream_value = orjson.loads(output_value(Document(document["text"], document), record["entities"],
-                                                 text_field="text", ner=record["ner"]))
+                                                 ner=record["ner"], controls=OutputControls()))
         assert record == stream_value
         for entity in record["entities"]:
             assert record["text"][entity["start"]:entity["end"]] == entity["text"]

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from worker.annotator import Annotator, BatchResult, Prepared
 from worker.offline.files import ResultFiles, error_record
 from worker.offline.progress import Progress
-from worker.records import Rejection, output_value
+from worker.output import OutputControls
+from worker.records import Rejection, engine_share, ner_block, output_value
 from worker.settings import Settings
 
 _MAX_REPORTED = 20
@@ -59,6 +60,7 @@ class OfflineAnnotation:
         self.errors_name = errors_name
         self.report = report if report is not None else progress.note
         self.summary = Summary()
+        self.output_controls = OutputControls.from_settings(settings)
 
     async def run(self, lines: Iterable[tuple[int, bytes, int]], *, skip_through: int = 0) -> Summary:
         """Annotate every line after ``skip_through``. Raises ``EngineError`` after writing all earlier lines."""
@@ -122,7 +124,6 @@ class OfflineAnnotation:
 
     def _write(self, batch: list[Slot], result: BatchResult) -> None:
         annotated = iter(result.entities)
-        ner_timings = {"engine_ms": round(result.engine_seconds * 1000, 3)}
         documents = errors = 0
         for slot in batch:
             outcome = slot.rejection if slot.rejection is not None else next(annotated)
@@ -131,9 +132,9 @@ class OfflineAnnotation:
                 errors += 1
             else:
                 assert slot.document is not None
-                ner = {"model": self.annotator.model_name,
-                       "source": {"file": self.input_name, "line": slot.line}, "timings": ner_timings}
-                self.files.document(output_value(slot.document, outcome, text_field=self.settings.text_field, ner=ner))
+                ner = ner_block(self.annotator.model_name, {"file": self.input_name, "line": slot.line},
+                                document_engine_seconds=engine_share(result.engine_seconds, slot.tokens, result.tokens))
+                self.files.document(output_value(slot.document, outcome, ner=ner, controls=self.output_controls))
                 self.summary.entities += len(outcome)
                 documents += 1
             self.summary.last_line = slot.line

@@ -24,7 +24,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
-from worker.records import EMPTY_VALUE, INVALID_JSON, INVALID_UTF8, Document, Rejection, output_value, parse_value
+from worker.output import OutputControls
+from worker.records import (
+    EMPTY_VALUE,
+    INVALID_JSON,
+    INVALID_UTF8,
+    Document,
+    Rejection,
+    ner_block,
+    output_value,
+    parse_value,
+)
 from worker.serve.batching import MicroBatcher, Overloaded
 from worker.serve.metrics import ServeMetrics
 from worker.serve.openapi import openapi_document
@@ -53,6 +63,7 @@ class ServeState:
         self.text_settings = dataclasses.replace(settings, input_format="text")
         self.metrics = metrics
         self.max_request_documents = max_request_documents
+        self.output_controls = OutputControls.from_settings(settings)
         self.annotator: Annotator | None = None
         self.batcher: MicroBatcher | None = None
         self._engine = engine
@@ -193,7 +204,7 @@ def _answer(state: ServeState, parsed: list[Document | Rejection], results: list
     model = state.annotator.model_name if state.annotator is not None else ""
     outputs: list[bytes] = []
     errors: list[dict[str, Any]] = []
-    for index, (document, (entities, engine_ms)) in enumerate(zip(parsed, results, strict=True)):
+    for index, (document, (entities, engine_seconds)) in enumerate(zip(parsed, results, strict=True)):
         if isinstance(entities, Rejection) or not isinstance(document, Document):
             rejection = entities if isinstance(entities, Rejection) else document
             assert isinstance(rejection, Rejection)
@@ -201,8 +212,8 @@ def _answer(state: ServeState, parsed: list[Document | Rejection], results: list
             errors.append({"index": index, "reason": rejection.reason, "message": rejection.message})
             outputs.append(b"null")
             continue
-        ner = {"model": model, "source": {"request": request_id, "index": index}, "timings": {"engine_ms": engine_ms}}
-        outputs.append(output_value(document, entities, text_field=state.settings.text_field, ner=ner))
+        ner = ner_block(model, {"request": request_id, "index": index}, document_engine_seconds=engine_seconds)
+        outputs.append(output_value(document, entities, ner=ner, controls=state.output_controls))
         state.metrics.documents_annotated.inc()
         for entity in entities:
             state.metrics.entities.labels(entity["label"]).inc()

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
+from worker.output import OutputControls
 from worker.records import OUTPUT_TOO_LARGE, Document, Rejection, dead_letter_headers, output_value
 from worker.settings import Settings
 from worker.stream.metrics import WorkerMetrics
@@ -75,10 +76,11 @@ class RecordWriter:
         self._metrics = metrics
         self._output_partitions = output_partitions
         self._dead_letter_partitions = dead_letter_partitions
+        self._output_controls = OutputControls.from_settings(settings)
 
     def output(self, source: SourceRecord, annotated: Annotated) -> Outgoing:
-        value = output_value(annotated.document, annotated.entities, text_field=self._settings.text_field,
-                             ner=annotated.ner)
+        value = output_value(annotated.document, annotated.entities, ner=annotated.ner,
+                             controls=self._output_controls, key=source.key)
         partition = source.tp.partition % self._output_partitions
         if self._settings.output_partitioning == "key" and source.key is not None:
             partition = -1

@@ -22,7 +22,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.annotator import Annotator, BatchResult, Prepared
-from worker.records import Rejection
+from worker.records import Rejection, engine_share, ner_block
 from worker.settings import Settings
 from worker.stream.batcher import Batcher
 from worker.stream.metrics import WorkerMetrics
@@ -194,11 +194,9 @@ class StreamRunner:
 
     def _ner_block(self, item: WorkItem, result: BatchResult) -> dict[str, object]:
         source = item.source
-        return {
-            "model": self.annotator.model_name,
-            "source": {"topic": source.tp.topic, "partition": source.tp.partition, "offset": source.offset},
-            "timings": {"engine_ms": round(result.engine_seconds * 1000, 3)},
-        }
+        return ner_block(self.annotator.model_name,
+                         {"topic": source.tp.topic, "partition": source.tp.partition, "offset": source.offset},
+                         document_engine_seconds=engine_share(result.engine_seconds, item.tokens, result.tokens))
 
     # --- flow control and commits ---------------------------------------------------------
 
