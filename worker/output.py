@@ -3,14 +3,14 @@ of score, and the shape of the output record.
 
 One module for every front end (``run``, ``annotate``, ``serve``): the ``Annotator`` passes each
 document's decoded entities through ``EntityControls`` (so the entity metrics and limits see what
-is published), and ``records.output_body`` lays out the record as ``OutputControls`` says. The
+is published), and ``records.output_value`` lays out the record as ``OutputControls`` says. The
 decoder itself knows nothing of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from worker.settings import OutputShape, Settings, SettingsError, env_name, label_renames
@@ -31,7 +31,7 @@ class OutputControls:
     score_digits: int = 4
     shape: OutputShape = "document"
     entities_field: str = "entities"
-    text_field: str = field(default="text")
+    text_field: str = "text"
     """Where the text goes in the output of plain-text input (document shape)."""
 
     @classmethod

@@ -155,15 +155,15 @@ def interleave(rejected_or_pending: Sequence[Rejection | Any], results: Iterable
 _END = object()
 
 
-def output_body(
+def output_value(
     document: Document,
     entities: Sequence[Mapping[str, object]],
     *,
     ner: dict[str, Any],
     controls: OutputControls,
     key: bytes | None = None,
-) -> dict[str, Any]:
-    """The output record as an object, in the shape ``controls`` says: the input object (or
+) -> bytes:
+    """The output record as JSON bytes, in the shape ``controls`` says: the input object (or
     ``{text field: text}`` for plain text) plus the entities and the ``ner`` block; or, entities
     only, the record key, the entities and the ``ner`` block (whose source says where the
     document is)."""
@@ -173,19 +173,7 @@ def output_body(
         body = dict(document.body) if document.body is not None else {controls.text_field: document.text}
     body[controls.entities_field] = entities
     body["ner"] = ner
-    return body
-
-
-def output_value(
-    document: Document,
-    entities: Sequence[Mapping[str, object]],
-    *,
-    ner: dict[str, Any],
-    controls: OutputControls,
-    key: bytes | None = None,
-) -> bytes:
-    """``output_body`` as JSON bytes."""
-    return orjson.dumps(output_body(document, entities, ner=ner, controls=controls, key=key))
+    return orjson.dumps(body)
 
 
 def _key_fields(key: bytes | None) -> dict[str, Any]:

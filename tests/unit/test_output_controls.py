@@ -11,7 +11,7 @@ import pytest
 
 from worker.annotator import Annotator
 from worker.output import EntityControls, OutputControls
-from worker.records import Document, engine_share, ner_block, output_body, output_value
+from worker.records import Document, engine_share, ner_block, output_value
 from worker.settings import BUNDLED_MODEL, SettingsError, load_settings
 from worker.text.decode import Entity
 from worker.text.schemes import parse_scheme
@@ -147,12 +147,12 @@ def test_scores_are_rounded_to_the_configured_digits(digits: int, want: float) -
 def test_document_shape_keeps_the_input_and_names_the_entities_field() -> None:
     document = Document("Anna", {"id": 1, "text": "Anna"})
     found = [entity("PER", 0.9)]
-    body = output_body(document, found, ner=NER, controls=OutputControls(entities_field="found"))
+    body = orjson.loads(output_value(document, found, ner=NER, controls=OutputControls(entities_field="found")))
     assert body == {"id": 1, "text": "Anna", "found": found, "ner": NER}
 
 
 def test_document_shape_of_plain_text_puts_the_text_under_the_text_field() -> None:
-    body = output_body(Document("Anna", None), [], ner=NER, controls=OutputControls(text_field="body"))
+    body = orjson.loads(output_value(Document("Anna", None), [], ner=NER, controls=OutputControls(text_field="body")))
     assert body == {"body": "Anna", "entities": [], "ner": NER}
 
 
