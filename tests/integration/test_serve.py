@@ -240,13 +240,18 @@ def test_output_controls_shape_the_answers(tmp_path: Path, expected: list[Any]) 
     try:
         process.wait_ready()
         status, _, body = process.post_json([{"id": n, "text": text} for n, text in enumerate(TEXTS)])
+        openapi = orjson.loads(process.request("/openapi.json")[2])
     finally:
         process.process.kill()
         process.process.wait()
     assert status == 200 and body["errors"] == []
     validator = output_validator("entities", "found")
+    # The server's own OpenAPI document describes the answers it gives with these controls.
+    documented = jsonschema.Draft202012Validator({"$ref": "#/components/schemas/AnnotatedDocument",
+                                                  "components": openapi["components"]})
     for index, (answer, reference) in enumerate(zip(body["documents"], expected, strict=True)):
         validator.validate(answer)
+        documented.validate(answer)
         assert answer["key"] is None and answer["ner"]["source"]["index"] == index  # no document, no key
         orgs = [e for e in reference if e["label"] == "ORG"]
         assert [(e["label"], e["start"], e["end"]) for e in answer["found"]] == [

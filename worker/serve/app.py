@@ -92,7 +92,7 @@ class ServeState:
 
 def build_app(state: ServeState, *, max_request_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[_observe(state.metrics)])
-    openapi = orjson.dumps(openapi_document(text_field=state.settings.text_field,
+    openapi = orjson.dumps(openapi_document(text_field=state.settings.text_field, output=state.output_controls,
                                             max_request_documents=state.max_request_documents, version=__version__))
 
     async def annotate(request: web.Request) -> web.StreamResponse:
