@@ -55,6 +55,10 @@ SCHEMA_OVERRIDES: dict[str, dict[str, Any]] = {
     "output_topic": {"minLength": 1},
     "dead_letter_topic": {"minLength": 1},
     "group_id": {"minLength": 1},
+    "entities_field": {"minLength": 1},
+    # Entity types, not token tags (B-PER): the worker refuses tags; the chart says so first.
+    "labels": {"items": {"type": "string", "minLength": 1, "pattern": "^([^BIESLU,][^,]*|[BIESLU]([^-,][^,]*)?)$"}},
+    "label_rename": {"items": {"type": "string", "pattern": "^[^,=]+=[^,=]+$"}},
 }
 EMPTY_MEANS = {
     "model": "the demo model shipped in the image",

@@ -7,12 +7,14 @@ reason and a human message; it is never dropped and never stops its partition.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from worker.output import OutputControls
 from worker.settings import InputFormat, Settings
 
 # Machine reasons carried in the dead-letter header ``ner.error.reason``.
@@ -136,10 +138,16 @@ def _json_type(value: Any) -> str:
     return {str: "string", int: "number", float: "number", list: "array", dict: "object"}.get(type(value), "value")
 
 
-def ner_block(model: str, source: Mapping[str, object], *, engine_seconds: float) -> dict[str, Any]:
+def engine_share(batch_seconds: float, tokens: int, batch_tokens: int) -> float:
+    """A document's share of its batch's engine time: the engine's work grows with tokens, so
+    the batch time is split by them. The shares of a batch add up to its time."""
+    return batch_seconds * tokens / batch_tokens if batch_tokens > 0 else 0.0
+
+
+def ner_block(model: str, source: Mapping[str, object], *, document_engine_seconds: float) -> dict[str, Any]:
     """The output's ``ner`` block: the model, where the input came from (a Kafka position, a file
-    line, a request) and the engine time of the batch the document was scored in."""
-    return {"model": model, "source": dict(source), "timings": {"engine_ms": round(engine_seconds * 1000, 3)}}
+    line, a request) and the document's share of its batch's engine time (``engine_share``)."""
+    return {"model": model, "source": dict(source), "timings": {"engine_ms": round(document_engine_seconds * 1000, 3)}}
 
 
 def interleave(rejected_or_pending: Sequence[Rejection | Any], results: Iterable[Any]) -> list[Any]:
@@ -168,14 +176,31 @@ def output_value(
     document: Document,
     entities: Sequence[Mapping[str, object]],
     *,
-    text_field: str,
     ner: dict[str, Any],
+    controls: OutputControls,
+    key: bytes | None = None,
 ) -> bytes:
-    """The input object plus ``entities`` and the ``ner`` block, as JSON bytes."""
-    body: dict[str, Any] = dict(document.body) if document.body is not None else {text_field: document.text}
-    body["entities"] = entities
+    """The output record as JSON bytes, in the shape ``controls`` says: the input object (or
+    ``{text field: text}`` for plain text) plus the entities and the ``ner`` block; or, entities
+    only, the record key, the entities and the ``ner`` block (whose source says where the
+    document is)."""
+    if controls.shape == "entities":
+        body: dict[str, Any] = _key_fields(key)
+    else:
+        body = dict(document.body) if document.body is not None else {controls.text_field: document.text}
+    body[controls.entities_field] = entities
     body["ner"] = ner
     return orjson.dumps(body)
+
+
+def _key_fields(key: bytes | None) -> dict[str, Any]:
+    # A key is bytes; JSON holds text. A key that is not UTF-8 travels as base64 instead.
+    if key is None:
+        return {"key": None}
+    try:
+        return {"key": key.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"key": None, "key_base64": base64.b64encode(key).decode("ascii")}
 
 
 def dead_letter_headers(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -69,6 +70,7 @@ OffsetReset = Literal["earliest", "latest"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+OutputShape = Literal["document", "entities"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,27 @@ class Settings:
     ignore_labels: tuple[str, ...] = field(
         default=("O",), metadata=_doc("Comma-separated labels never reported as entities.")
     )
+
+    # --- Output controls ------------------------------------------------------------------
+    min_score: float = field(
+        default=0.0, metadata=_doc("Entities scoring below this are left out of the output.", min=0, max=1)
+    )
+    labels: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Comma-separated entity types to keep, as the model names them (PER, not B-PER); empty = all."),
+    )
+    label_rename: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Comma-separated renames of entity types, MODEL=OUTPUT (PER=person,ORG=organization)."),
+    )
+    score_digits: int = field(
+        default=4, metadata=_doc("Entity scores are rounded to this many decimal places.", min=0, max=9)
+    )
+    output_shape: OutputShape = field(
+        default="document",
+        metadata=_doc("document: the input object plus entities and ner; entities: only key, entities and ner."),
+    )
+    entities_field: str = field(default="entities", metadata=_doc("Name of the output field holding the entities."))
 
     # --- Batching and backpressure --------------------------------------------------------
     max_batch_documents: int = field(
@@ -356,3 +379,47 @@ def _check_consistency(s: Settings) -> None:
         path = getattr(s, path_field)
         if path is not None and not path.is_file():
             raise SettingsError(f"{env_name(path_field)}: no such file: {path}")
+    _check_output_controls(s)
+
+
+# --- Output controls -----------------------------------------------------------------------
+# The scheme prefixes of token tags (B-PER, I-PER, E-, S-, L-, U-). The output controls name
+# entity *types*; a tag there would match nothing and silently keep or rename nothing.
+_TAG = re.compile(r"^([BIESLU])-(.+)$", re.DOTALL)
+# Fields of the entities-only output that the entities field must not overwrite.
+_ENTITIES_ONLY_FIELDS = ("key", "key_base64", "ner")
+
+
+def label_renames(entries: tuple[str, ...]) -> dict[str, str]:
+    """``NER_LABEL_RENAME``'s ``MODEL=OUTPUT`` entries as a map; ``SettingsError`` when malformed."""
+    name = env_name("label_rename")
+    renames: dict[str, str] = {}
+    for entry in entries:
+        old, equals, new = (part.strip() for part in entry.partition("="))
+        if not equals or not old or not new or "=" in new:
+            raise SettingsError(f"{name}: {entry!r} is not MODEL=OUTPUT (e.g. PER=person)")
+        _refuse_tag(name, old)
+        if old in renames:
+            raise SettingsError(f"{name}: {old} is renamed twice")
+        renames[old] = new
+    return renames
+
+
+def _refuse_tag(name: str, label: str) -> None:
+    tag = _TAG.match(label)
+    if tag:
+        raise SettingsError(
+            f"{name}: {label!r} is a token tag, not an entity type; write {tag.group(2)!r}, which covers its tags"
+        )
+
+
+def _check_output_controls(s: Settings) -> None:
+    for label in s.labels:
+        _refuse_tag(env_name("labels"), label)
+    label_renames(s.label_rename)
+    if not s.entities_field.strip():
+        raise SettingsError(f"{env_name('entities_field')}: must not be empty")
+    if s.entities_field in _ENTITIES_ONLY_FIELDS:
+        raise SettingsError(f"{env_name('entities_field')}: {s.entities_field!r} is taken by the output's own fields")
+    if s.entities_field == s.text_field:
+        raise SettingsError(f"{env_name('entities_field')}: must differ from NER_TEXT_FIELD ({s.text_field!r})")

@@ -74,6 +74,8 @@ def non_default_value(f: Field[Any], files: dict[str, Path]) -> tuple[Any, Any]:
         return value, value
     if hint is Path:
         return str(files[f.name]), files[f.name]
+    if f.name == "label_rename":
+        return ["PER=person", "ORG=organization"], ("PER=person", "ORG=organization")
     if typing.get_origin(hint) is tuple:
         return ["LOC", "MISC"], ("LOC", "MISC")
     value = f"{f.name.replace('_', '-')}-from-values"
@@ -177,6 +179,9 @@ BAD_VALUES = [
         "/secrets/saslPassword/secretName",
     ),
     ({"config": {"engine": "remote"}}, "/config/remoteUrl"),
+    ({"config": {"labels": ["PER", "B-MISC"]}}, "/config/labels/1"),
+    ({"config": {"labelRename": ["PER"]}}, "/config/labelRename/0"),
+    ({"config": {"minScore": 1.5}}, "/config/minScore"),
     ({"gpu": {"count": -1}}, "/gpu/count"),
     ({"metrics": {"serviceMonitor": {"enabled": True, "interval": "often"}}}, "/metrics/serviceMonitor/interval"),
 ]

@@ -22,7 +22,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.annotator import Annotator, BatchResult, Prepared
-from worker.records import Rejection, interleave, ner_block
+from worker.records import Rejection, engine_share, interleave, ner_block
 from worker.retry import Backoff
 from worker.stream.batcher import Batcher
 from worker.stream.config import RunnerConfig
@@ -199,7 +199,8 @@ class StreamRunner:
     def _ner_block(self, item: WorkItem, result: BatchResult) -> dict[str, object]:
         source = item.source
         position = {"topic": source.tp.topic, "partition": source.tp.partition, "offset": source.offset}
-        return ner_block(self.annotator.model_name, position, engine_seconds=result.engine_seconds)
+        return ner_block(self.annotator.model_name, position,
+                         document_engine_seconds=engine_share(result.engine_seconds, item.tokens, result.tokens))
 
     # --- flow control and commits ---------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
+from worker.output import OutputControls
 from worker.records import OUTPUT_TOO_LARGE, Rejection, dead_letter_headers, output_value
 from worker.settings import Settings
 from worker.stream.entries import Annotated, Outcome, Outgoing, SourceRecord
@@ -28,10 +29,11 @@ class RecordWriter:
         self._metrics = metrics
         self._output_partitions = output_partitions
         self._dead_letter_partitions = dead_letter_partitions
+        self._output_controls = OutputControls.from_settings(settings)
 
     def output(self, source: SourceRecord, annotated: Annotated) -> Outgoing:
-        value = output_value(annotated.document, annotated.entities, text_field=self._settings.text_field,
-                             ner=annotated.ner)
+        value = output_value(annotated.document, annotated.entities, ner=annotated.ner,
+                             controls=self._output_controls, key=source.key)
         partition = source.tp.partition % self._output_partitions
         if self._settings.output_partitioning == "key" and source.key is not None:
             partition = -1
