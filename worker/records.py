@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from worker.formats import REGISTRY_FORMATS, RecordRejected, SchemaKey, cache_for
 from worker.settings import Settings
 
 # Machine reasons carried in the dead-letter header ``ner.error.reason``.
@@ -37,7 +38,9 @@ class Document:
 
     text: str
     body: dict[str, Any] | None
-    """The parsed JSON object, or None in plain-text mode."""
+    """The parsed JSON object (or decoded record), or None in plain-text mode."""
+    schema: SchemaKey | None = None
+    """The writer's schema of a Schema Registry record: the output is encoded with its extension."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,8 @@ def parse_value(value: bytes | None, settings: Settings) -> Document | Rejection
         return Rejection(EMPTY_VALUE, "the record has no value")
     if len(value) > settings.max_record_bytes:
         return Rejection(TOO_LARGE, f"the record has {len(value)} bytes; the limit is {settings.max_record_bytes}")
+    if settings.input_format in REGISTRY_FORMATS:
+        return _registry_document(value, settings)
     try:
         decoded = value.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -66,19 +71,34 @@ def parse_value(value: bytes | None, settings: Settings) -> Document | Rejection
         return Rejection(NOT_AN_OBJECT, f"the JSON value is {_with_article(_json_type(body))}, not an object")
     if _depth_exceeds(body, settings.max_json_depth):
         return Rejection(TOO_DEEP, f"the JSON nesting is deeper than {settings.max_json_depth}")
+    return _object_document(body, settings)
+
+
+def _registry_document(value: bytes, settings: Settings) -> Document | Rejection:
+    """An Avro, Protobuf or JSON Schema record in Confluent's wire format, decoded with its
+    writer's schema (resolved from the registry before parsing)."""
+    try:
+        decoded = cache_for(settings.schema_registry_url).decode(value)
+    except RecordRejected as rejected:
+        return Rejection(rejected.reason, rejected.message)
+    return _object_document(decoded.record, settings, schema=decoded.schema)
+
+
+def _object_document(body: dict[str, Any], settings: Settings, schema: SchemaKey | None = None) -> Document | Rejection:
     text = _lookup(body, settings.text_field)
     if text is _MISSING:
         return Rejection(MISSING_TEXT, f"the object has no field {settings.text_field!r}")
     if not isinstance(text, str):
         return Rejection(TEXT_NOT_STRING,
                          f"the field {settings.text_field!r} is {_with_article(_json_type(text))}, not a string")
-    return _checked_text(text, body, settings)
+    return _checked_text(text, body, settings, schema)
 
 
-def _checked_text(text: str, body: dict[str, Any] | None, settings: Settings) -> Document | Rejection:
+def _checked_text(text: str, body: dict[str, Any] | None, settings: Settings,
+                  schema: SchemaKey | None = None) -> Document | Rejection:
     if len(text) > settings.max_text_chars:
         return Rejection(TOO_LARGE, f"the text has {len(text)} characters; the limit is {settings.max_text_chars}")
-    return Document(text=text, body=body)
+    return Document(text=text, body=body, schema=schema)
 
 
 _MISSING: Any = object()
@@ -155,10 +175,21 @@ def output_value(
     ner: dict[str, Any],
 ) -> bytes:
     """The input object plus ``entities`` and the ``ner`` block, as JSON bytes."""
+    return orjson.dumps(output_object(document, entities, text_field=text_field, ner=ner))
+
+
+def output_object(
+    document: Document,
+    entities: Sequence[Mapping[str, object]],
+    *,
+    text_field: str,
+    ner: dict[str, Any],
+) -> dict[str, Any]:
+    """The input object plus ``entities`` and the ``ner`` block (encoded as JSON or with a schema)."""
     body: dict[str, Any] = dict(document.body) if document.body is not None else {text_field: document.text}
     body["entities"] = entities
     body["ner"] = ner
-    return orjson.dumps(body)
+    return body
 
 
 def dead_letter_headers(

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
+from worker.formats.resolver import SchemaResolver, resolver_from_settings
 from worker.http import HealthServer
 from worker.settings import Settings, SettingsError
 from worker.signals import stop_on_signals
@@ -55,6 +56,10 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
     )
     guard_secret_logging(settings)
     common = _client_kwargs(settings)  # before the slow engine load: a bad certificate or key fails at once
+    try:
+        resolver = state.resolver = resolver_from_settings(settings)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
     if settings.http_port:
         await http.start()
     log.info("loading engine %s with model %s", settings.engine, settings.model)
@@ -96,7 +101,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
             )
         else:
             publisher = Publisher(producer, writer, rewind=lambda tp, lost: runner.rewind(tp, lost))
-        runner = StreamRunner(settings, consumer, publisher, annotator, metrics)
+        runner = StreamRunner(settings, consumer, publisher, annotator, metrics, resolver)
         runner_ref.append(runner)
         consumer.subscribe([settings.input_topic], listener=runner.listener())
         monitor = asyncio.create_task(_monitor(consumer, runner, metrics, state))
@@ -117,6 +122,8 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         await _stop_quietly(consumer.stop(), "consumer")  # leaves the group: partitions move at once
         await _stop_quietly(producer.stop(), "producer")
         await annotator.engine.close()
+        if resolver is not None:
+            await resolver.close()
         await http.close()
 
 
@@ -204,13 +211,17 @@ class _ReadyState:
     def __init__(self) -> None:
         self.engine: Any = None
         self.broker_reachable = False
+        self.resolver: SchemaResolver | None = None
 
     def checks(self, runner_ref: list[StreamRunner]) -> dict[str, bool]:
-        return {
+        checks = {
             "engine_loaded": bool(self.engine is not None and self.engine.ready()),
             "group_joined": bool(runner_ref and runner_ref[0].group_joined),
             "broker_reachable": self.broker_reachable,
         }
+        if self.resolver is not None:
+            checks["schema_registry_reachable"] = self.resolver.reachable
+        return checks
 
     def loop_alive(self, runner_ref: list[StreamRunner]) -> bool:
         return not runner_ref or time.monotonic() - runner_ref[0].last_loop < _STALL_LIMIT_S

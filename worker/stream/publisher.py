@@ -17,7 +17,15 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from worker.records import OUTPUT_TOO_LARGE, Document, Rejection, dead_letter_headers, output_value
+from worker.formats import RecordRejected, cache_for
+from worker.records import (
+    OUTPUT_TOO_LARGE,
+    Document,
+    Rejection,
+    dead_letter_headers,
+    output_object,
+    output_value,
+)
 from worker.settings import Settings
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import PartitionProgress
@@ -77,8 +85,10 @@ class RecordWriter:
         self._dead_letter_partitions = dead_letter_partitions
 
     def output(self, source: SourceRecord, annotated: Annotated) -> Outgoing:
-        value = output_value(annotated.document, annotated.entities, text_field=self._settings.text_field,
-                             ner=annotated.ner)
+        try:
+            value = self._value(annotated)
+        except RecordRejected as rejected:
+            return self.dead_letter(source, Rejection(rejected.reason, rejected.message))
         partition = source.tp.partition % self._output_partitions
         if self._settings.output_partitioning == "key" and source.key is not None:
             partition = -1
@@ -93,6 +103,13 @@ class RecordWriter:
 
         return Outgoing(self._settings.output_topic, value, source.key, partition, list(source.headers), source,
                         written)
+
+    def _value(self, annotated: Annotated) -> bytes:
+        document, text_field = annotated.document, self._settings.text_field
+        if self._settings.output_format == "json" or document.schema is None:
+            return output_value(document, annotated.entities, text_field=text_field, ner=annotated.ner)
+        body = output_object(document, annotated.entities, text_field=text_field, ner=annotated.ner)
+        return cache_for(self._settings.schema_registry_url).encode(document.schema, body)
 
     def dead_letter(self, source: SourceRecord, rejection: Rejection) -> Outgoing:
         headers = dead_letter_headers(source.headers, rejection, topic=source.tp.topic,
