@@ -50,14 +50,21 @@ def _message(message: descriptor_pb2.DescriptorProto, indent: str, syntax: str) 
     yield f"{indent}message {message.name} {{"
     yield from _options(message.options, inner)
     map_entries = {nested.name: nested for nested in message.nested_type if nested.options.map_entry}
+    map_fields = {f.type_name.rsplit(".", 1)[-1]: f for f in message.field
+                  if f.label == _Field.LABEL_REPEATED and f.type_name.rsplit(".", 1)[-1] in map_entries}
+    # A map field declares its entry type where it stands: printing each map field in its entry's
+    # place keeps the order of nested types, which Protobuf's message indexes count.
     for nested in message.nested_type:
-        if not nested.options.map_entry:
+        if nested.options.map_entry:
+            yield f"{inner}{_field(map_fields[nested.name], syntax, map_entries)}"
+        else:
             yield from _message(nested, inner, syntax)
     for enum in message.enum_type:
         yield from _enum(enum, inner)
     real_oneofs = {f.oneof_index for f in message.field if f.HasField("oneof_index") and not f.proto3_optional}
+    printed_maps = {id(f) for f in map_fields.values()}
     for field in message.field:
-        if not field.HasField("oneof_index") or field.proto3_optional:
+        if (not field.HasField("oneof_index") or field.proto3_optional) and id(field) not in printed_maps:
             yield f"{inner}{_field(field, syntax, map_entries)}"
     for oneof_index in sorted(real_oneofs):
         yield f"{inner}oneof {message.oneof_decl[oneof_index].name} {{"
