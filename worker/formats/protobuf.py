@@ -5,6 +5,8 @@ added after its highest field number: ``repeated NerEntity entities`` and ``NerB
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib.resources
 import tempfile
 from collections.abc import Mapping
@@ -42,7 +44,7 @@ class ProtobufCodec:
         """``imports``: the text of every file the schema imports by name (its references)."""
         self._indexes = indexes
         self._imports = dict(imports or {})
-        files = compile_proto({**self._imports, MAIN_FILE: schema.text}, MAIN_FILE)
+        files = _file_set(schema.text, self._imports)
         pool = descriptor_pool.DescriptorPool()
         for file in files.file:
             pool.Add(file)
@@ -120,6 +122,35 @@ def compile_proto(files: Mapping[str, str], main: str) -> descriptor_pb2.FileDes
         if status != 0:
             raise SchemaProblem("the registered Protobuf schema does not compile (protoc's message is in the log)")
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+
+
+def _file_set(text: str, imports: Mapping[str, str]) -> descriptor_pb2.FileDescriptorSet:
+    """The compiled schema and everything it imports, dependencies first.
+
+    Registries normally hold ``.proto`` text; some keep what Confluent's own serialisers send, a
+    base64 ``FileDescriptorProto``, and hand that back as is: both are accepted.
+    """
+    serialized = _serialized_descriptor(text)
+    if serialized is None:
+        return compile_proto({**imports, MAIN_FILE: text}, MAIN_FILE)
+    files = descriptor_pb2.FileDescriptorSet()
+    for dependency in serialized.dependency:
+        source = {**imports, "__import__.proto": f'syntax = "proto3";\nimport "{dependency}";\n'}
+        for file in compile_proto(source, "__import__.proto").file:
+            if file.name != "__import__.proto" and file.name not in {f.name for f in files.file}:
+                files.file.append(file)
+    serialized.name = MAIN_FILE
+    files.file.append(serialized)
+    return files
+
+
+def _serialized_descriptor(text: str) -> descriptor_pb2.FileDescriptorProto | None:
+    if not text or any(c in text for c in " ;{\n"):
+        return None  # .proto source
+    try:
+        return descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(text, validate=True))
+    except (binascii.Error, DecodeError) as exc:
+        raise SchemaProblem(f"the registered Protobuf schema is neither .proto text nor a descriptor: {exc}") from exc
 
 
 def _message_path(file: descriptor_pb2.FileDescriptorProto,

@@ -213,3 +213,15 @@ class TestProtobuf:
         codec = ProtobufCodec(RegisteredSchema("PROTOBUF", 'syntax = "proto3"; message X { string ner = 1; }'), (0,))
         with pytest.raises(SchemaProblem, match="ner"):
             codec.output_schema()
+
+
+def test_a_schema_registered_as_a_base64_descriptor_decodes_like_its_source() -> None:
+    """What Confluent's serialisers register, and some registries hand back unchanged."""
+    import base64
+
+    main = next(f for f in compile_proto({MAIN_FILE: PROTO}, MAIN_FILE).file if f.name == MAIN_FILE)
+    serialized = RegisteredSchema("PROTOBUF", base64.b64encode(main.SerializeToString()).decode())
+    codec = ProtobufCodec(serialized, (1,))
+    doc = message_class(PROTO, "demo.v1.Doc")(id=3, text="Ada")
+    assert codec.decode(doc.SerializeToString()) == TestProtobuf.codec.decode(doc.SerializeToString())
+    assert "message Doc {" in codec.output_schema().text
