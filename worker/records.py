@@ -78,7 +78,7 @@ def _registry_document(value: bytes, settings: Settings) -> Document | Rejection
     """An Avro, Protobuf or JSON Schema record in Confluent's wire format, decoded with its
     writer's schema (resolved from the registry before parsing)."""
     try:
-        decoded = cache_for(settings.schema_registry_url).decode(value)
+        decoded = cache_for(settings).decode(value)
     except RecordRejected as rejected:
         return Rejection(rejected.reason, rejected.message)
     return _object_document(decoded.record, settings, schema=decoded.schema)

@@ -119,22 +119,32 @@ class SchemaCache:
         return frame(entry.output_id, entry.output_codec.message_indexes + payload)
 
 
-_CACHES: dict[str, SchemaCache] = {}
+_CacheKey = tuple[str, str, bool, str, str]
+_CACHES: dict[_CacheKey, SchemaCache] = {}
 
 
-def cache_for(registry_url: str) -> SchemaCache:
-    """The process's cache for one registry (an id means the same schema for a registry's lifetime)."""
+def _cache_key(registry_url: str, input_format: str, json_output: bool, output_topic: str,
+               subject_strategy: str) -> _CacheKey:
+    return registry_url, input_format, json_output, output_topic, subject_strategy
+
+
+def cache_for(settings: Settings) -> SchemaCache:
+    """The process's cache for these settings' registry and formats (a schema id means the same
+    schema for a registry's lifetime, and the output schema follows from it and the settings)."""
+    key = _cache_key(settings.schema_registry_url, settings.input_format, settings.output_format == "json",
+                     settings.output_topic, settings.output_subject_strategy)
     try:
-        return _CACHES[registry_url]
+        return _CACHES[key]
     except KeyError:
-        raise RuntimeError(f"no schema resolver was started for {registry_url}") from None
+        raise RuntimeError(f"no schema resolver was started for {settings.schema_registry_url}") from None
 
 
 class SchemaResolver:
     def __init__(self, client: SchemaRegistryClient, input_format: RegistryFormat, *, json_output: bool,
                  output_topic: str, subject_strategy: SubjectStrategy, registry_url: str) -> None:
         self._client = client
-        self.cache = _CACHES.setdefault(registry_url, SchemaCache(input_format, json_output=json_output))
+        key = _cache_key(registry_url, input_format, json_output, output_topic, subject_strategy)
+        self.cache = _CACHES.setdefault(key, SchemaCache(input_format, json_output=json_output))
         self._output_topic = output_topic
         self._strategy = subject_strategy
         self.reachable = True

@@ -109,7 +109,7 @@ class RecordWriter:
         if self._settings.output_format == "json" or document.schema is None:
             return output_value(document, annotated.entities, text_field=text_field, ner=annotated.ner)
         body = output_object(document, annotated.entities, text_field=text_field, ner=annotated.ner)
-        return cache_for(self._settings.schema_registry_url).encode(document.schema, body)
+        return cache_for(self._settings).encode(document.schema, body)
 
     def dead_letter(self, source: SourceRecord, rejection: Rejection) -> Outgoing:
         headers = dead_letter_headers(source.headers, rejection, topic=source.tp.topic,

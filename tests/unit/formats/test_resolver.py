@@ -55,7 +55,7 @@ class FakeRegistry(SchemaRegistryClient):
 
 def resolver(client: FakeRegistry, *, json_output: bool = True, strategy: Any = "topic",
              url: str = "") -> SchemaResolver:
-    return SchemaResolver(client, "avro", json_output=json_output, output_topic="docs.out",
+    return SchemaResolver(client, "avro", json_output=json_output, output_topic="ner.output",
                           subject_strategy=strategy, registry_url=url or f"http://fake/{id(client)}")
 
 
@@ -134,7 +134,7 @@ def test_a_stop_while_the_registry_is_unreachable_returns_without_a_verdict() ->
 
 
 @pytest.mark.parametrize(("strategy", "subject_name"), [
-    ("topic", "docs.out-value"), ("record", "demo.Doc"), ("topic-record", "docs.out-demo.Doc"),
+    ("topic", "ner.output-value"), ("record", "demo.Doc"), ("topic-record", "ner.output-demo.Doc"),
 ])
 def test_the_output_schema_is_registered_once_under_the_strategys_subject(strategy: str, subject_name: str) -> None:
     client = FakeRegistry({1: AVRO_SCHEMA})
@@ -162,7 +162,7 @@ def test_parse_value_finds_the_text_in_the_decoded_record() -> None:
     run(subject.resolve([record(), record(9)]))
     parsed = parse_value(record(), settings)
     assert isinstance(parsed, Document) and parsed.text == "Ada Lovelace" and parsed.schema == (1, ())
-    assert parse_value(record(9), settings) == Rejection("unknown_schema", cache_for(url).entries[(9, ())].message)
+    assert parse_value(record(9), settings) == Rejection("unknown_schema", cache_for(settings).entries[(9, ())].message)
     assert parse_value(record(), missing) == Rejection("missing_text", "the object has no field 'body.text'")
     not_framed = parse_value(b"\x01garbage", settings)
     assert isinstance(not_framed, Rejection) and not_framed.reason == "invalid_avro"
