@@ -51,10 +51,11 @@ class RegisteredSchema:
 
 
 class SchemaRegistryClient:
-    def __init__(self, url: str, *, auth: aiohttp.BasicAuth | None = None, ssl_context: ssl.SSLContext | None = None,
+    def __init__(self, url: str, *, authorization: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  timeout_s: float = 10.0) -> None:
+        """``authorization``: an Authorization header value (basic auth), or None."""
         self.url = url.rstrip("/")
-        self._auth = auth
+        self._headers = {"Accept": _CONTENT_TYPE, **({"Authorization": authorization} if authorization else {})}
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -81,8 +82,7 @@ class SchemaRegistryClient:
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self._auth,
-                                                  headers={"Accept": _CONTENT_TYPE})
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": _CONTENT_TYPE} if body is not None else None
         try:

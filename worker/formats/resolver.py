@@ -268,10 +268,10 @@ def resolver_from_settings(settings: Settings) -> SchemaResolver | None:
     """
     if settings.input_format not in REGISTRY_FORMATS:
         return None
-    auth = None
+    authorization = None
     if settings.schema_registry_username:
         password = settings.schema_registry_password.reveal() if settings.schema_registry_password else ""
-        auth = aiohttp.BasicAuth(settings.schema_registry_username, password)
+        authorization = aiohttp.encode_basic_auth(settings.schema_registry_username, password)
     context = None
     if settings.schema_registry_url.startswith("https://") or settings.schema_registry_ssl_cafile:
         cafile = settings.schema_registry_ssl_cafile
@@ -287,7 +287,7 @@ def resolver_from_settings(settings: Settings) -> SchemaResolver | None:
                 raise SettingsError(
                     f"{env_name('schema_registry_ssl_certfile')}, {env_name('schema_registry_ssl_keyfile')}: "
                     f"cannot load the client certificate and key ({exc})") from None
-    client = SchemaRegistryClient(settings.schema_registry_url, auth=auth, ssl_context=context,
+    client = SchemaRegistryClient(settings.schema_registry_url, authorization=authorization, ssl_context=context,
                                   timeout_s=settings.schema_registry_timeout_s)
     return SchemaResolver(client, settings.input_format, json_output=settings.output_format == "json",
                           output_topic=settings.output_topic, subject_strategy=settings.output_subject_strategy,
