@@ -9,6 +9,9 @@ import asyncio
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +25,8 @@ from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, Proto
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 
-from tests.fixtures.kafka import Record, create_topics, read_topic, stream_env, stream_names
+from tests.fixtures.kafka import Record, create_topics, read_to_end, read_topic, stream_env, stream_names
+from tests.fixtures.ports import free_port
 from tests.integration.test_worker_end_to_end import produce
 from tests.integration.worker_process import WorkerProcess
 from worker.formats.wire import frame, write_message_indexes
@@ -198,3 +202,84 @@ def test_schema_registry_records_through_the_worker_each_accounted_for_once(
 
 def _reason(record: Record) -> str:
     return dict(record.headers)["ner.error.reason"].decode()
+
+
+class Forwarder:
+    """A TCP forwarder to the registry, started and stopped at will: the registry as the worker
+    sees it goes away and comes back while the real one keeps its schemas."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: asyncio.Server | None = None
+
+    def start(self) -> None:
+        async def open_server() -> asyncio.Server:
+            return await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.server = asyncio.run_coroutine_threadsafe(open_server(), self.loop).result(10)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _pipe(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self.target)
+
+        async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        await asyncio.gather(copy(client_reader, server_writer), copy(server_reader, client_writer),
+                             return_exceptions=True)
+
+
+def test_an_unreachable_registry_holds_records_and_readiness_until_it_answers(
+        kafka_bootstrap: str, schema_registry_url: str, tmp_path: Path) -> None:
+    names = stream_names("sr-down")
+    asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 1, names["out"]: 1, names["dead"]: 1}))
+    codec = Avro(schema_registry_url, names["in"])
+    values = [(f"key-{n}".encode(), codec.valid(document(n))) for n in range(10)]
+    asyncio.run(produce(kafka_bootstrap, names["in"], values))
+    registry = urllib.parse.urlsplit(schema_registry_url)
+    forwarder = Forwarder((registry.hostname or "", registry.port or 80))
+    worker = WorkerProcess({
+        **stream_env(names, kafka_bootstrap),
+        "NER_INPUT_FORMAT": "avro", "NER_TEXT_FIELD": "body.text",
+        "NER_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{forwarder.port}{registry.path}",
+        "NER_SCHEMA_REGISTRY_TIMEOUT_S": "2",
+    }, tmp_path / "worker.log").start()
+    try:
+        deadline = time.monotonic() + 120
+        body = ""
+        while True:  # the worker starts, joins the group, reads the records, and cannot resolve their schema
+            try:
+                status, body = worker.get("/readyz")
+            except OSError:
+                status = 0  # not listening yet
+            if status == 503 and orjson.loads(body)["checks"].get("schema_registry_reachable") is False:
+                break
+            assert time.monotonic() < deadline, f"readiness never reported the registry: {body}\n{worker.log()}"
+            time.sleep(0.5)
+        time.sleep(3)  # several retries later: still nothing rejected, nothing written
+        assert worker.metric("ner_records_dead_lettered_total") == 0
+        assert asyncio.run(read_to_end(kafka_bootstrap, names["out"])) == []
+        assert asyncio.run(read_to_end(kafka_bootstrap, names["dead"])) == []
+
+        forwarder.start()
+        outputs = asyncio.run(read_topic(kafka_bootstrap, names["out"], expect=len(values), timeout=120))
+        worker.wait_ready(timeout=30)
+        code, _ = worker.terminate()
+    finally:
+        worker.kill()
+        forwarder.close()
+    assert code == 0, worker.log()
+    assert sorted(r.key for r in outputs) == sorted(k for k, _ in values)
+    assert [orjson.loads(r.value)["body"]["text"] for r in outputs[:1]] == [document(0)["body"]["text"]]
+    assert asyncio.run(read_to_end(kafka_bootstrap, names["dead"])) == []
