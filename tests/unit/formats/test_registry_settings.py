@@ -93,3 +93,13 @@ def test_basic_auth_is_sent_and_refused_credentials_are_retried_not_rejected(tmp
 
     asyncio.run(scenario())
     assert len(seen) == 2
+
+
+def test_annotate_refuses_a_registry_format_for_a_file_and_says_what_to_pass() -> None:
+    from tests.unit.test_offline_cli import run_annotate
+
+    result = run_annotate("-", env={"NER_INPUT_FORMAT": "avro", "NER_SCHEMA_REGISTRY_URL": "http://registry"},
+                          stdin=b'{"text": "Ada"}\n')
+    assert result.returncode == 2
+    assert b"NER_INPUT_FORMAT=avro is for Kafka records" in result.stderr
+    assert b"--format json" in result.stderr
