@@ -13,16 +13,7 @@ from typing import Any
 import fastavro
 import orjson
 
-from worker.formats.codec import (
-    ENTITIES_FIELD,
-    ENTITY_FIELDS,
-    NER_FIELD,
-    NER_SOURCE_FIELDS,
-    NER_TIMINGS_FIELDS,
-    InvalidPayload,
-    SchemaProblem,
-    check_free,
-)
+from worker.formats.codec import ADDED, InvalidPayload, SchemaProblem
 from worker.formats.registry import RegisteredSchema
 
 
@@ -61,23 +52,23 @@ class AvroCodec:
 
     def output_schema(self) -> RegisteredSchema:
         fields = self._schema_json.get("fields", [])
-        check_free({f["name"] for f in fields}, f"the Avro record {self.record_name}")
+        ADDED.check_free({f["name"] for f in fields}, f"the Avro record {self.record_name}")
         # Names in a namespace of their own, so that they cannot clash with the input's types.
         namespace = "kafka_ner_worker"
-        entity = {"type": "record", "name": "Entity", "namespace": namespace, "fields": _fields(ENTITY_FIELDS)}
+        entity = {"type": "record", "name": "Entity", "namespace": namespace, "fields": _fields(ADDED.entity)}
         ner = {
             "type": "record", "name": "Ner", "namespace": namespace,
             "fields": [
                 {"name": "model", "type": "string"},
-                {"name": "source", "type": {"type": "record", "name": "Source", "fields": _fields(NER_SOURCE_FIELDS)}},
+                {"name": "source", "type": {"type": "record", "name": "Source", "fields": _fields(ADDED.ner_source)}},
                 {"name": "timings", "type": {"type": "record", "name": "Timings",
-                                             "fields": _fields(NER_TIMINGS_FIELDS)}},
+                                             "fields": _fields(ADDED.ner_timings)}},
             ],
         }
         extended = dict(self._schema_json, fields=[
             *fields,
-            {"name": ENTITIES_FIELD, "type": {"type": "array", "items": entity}, "default": []},
-            {"name": NER_FIELD, "type": ["null", ner], "default": None},
+            {"name": ADDED.entities, "type": {"type": "array", "items": entity}, "default": []},
+            {"name": ADDED.ner, "type": ["null", ner], "default": None},
         ])
         return RegisteredSchema("AVRO", orjson.dumps(extended).decode())
 

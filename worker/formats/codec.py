@@ -7,12 +7,10 @@ one, and derives the output schema: the input's schema with ``entities`` and ``n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from worker.formats.registry import RegisteredSchema
-
-ENTITIES_FIELD = "entities"
-NER_FIELD = "ner"
 
 
 class InvalidPayload(ValueError):
@@ -39,15 +37,23 @@ class Codec(Protocol):
     def output_schema(self) -> RegisteredSchema: ...
 
 
-# The added fields, described once; each codec writes them in its own schema language.
-ENTITY_FIELDS: tuple[tuple[str, str], ...] = (
-    ("label", "string"), ("text", "string"), ("start", "int"), ("end", "int"), ("score", "double"),
-)
-NER_SOURCE_FIELDS: tuple[tuple[str, str], ...] = (("topic", "string"), ("partition", "int"), ("offset", "long"))
-NER_TIMINGS_FIELDS: tuple[tuple[str, str], ...] = (("engine_ms", "double"),)
+@dataclass(frozen=True, slots=True)
+class AddedFields:
+    """The fields the output adds to the input's schema, described once; each codec writes them
+    in its own schema language. Types are named as in Avro."""
+
+    entities: str = "entities"
+    ner: str = "ner"
+    entity: tuple[tuple[str, str], ...] = (
+        ("label", "string"), ("text", "string"), ("start", "int"), ("end", "int"), ("score", "double"),
+    )
+    ner_source: tuple[tuple[str, str], ...] = (("topic", "string"), ("partition", "int"), ("offset", "long"))
+    ner_timings: tuple[tuple[str, str], ...] = (("engine_ms", "double"),)
+
+    def check_free(self, existing: set[str], where: str) -> None:
+        taken = sorted(existing & {self.entities, self.ner})
+        if taken:
+            raise SchemaProblem(f"{where} already has the field(s) {', '.join(taken)} the output adds")
 
 
-def check_free(existing: set[str], where: str) -> None:
-    taken = sorted(existing & {ENTITIES_FIELD, NER_FIELD})
-    if taken:
-        raise SchemaProblem(f"{where} already has the field(s) {', '.join(taken)} the output adds")
+ADDED = AddedFields()

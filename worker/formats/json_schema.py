@@ -8,16 +8,7 @@ from typing import Any
 import jsonschema
 import orjson
 
-from worker.formats.codec import (
-    ENTITIES_FIELD,
-    ENTITY_FIELDS,
-    NER_FIELD,
-    NER_SOURCE_FIELDS,
-    NER_TIMINGS_FIELDS,
-    InvalidPayload,
-    SchemaProblem,
-    check_free,
-)
+from worker.formats.codec import ADDED, InvalidPayload, SchemaProblem
 from worker.formats.registry import RegisteredSchema
 
 _JSON_TYPES = {"string": "string", "int": "integer", "long": "integer", "double": "number"}
@@ -65,16 +56,16 @@ class JsonSchemaCodec:
 
     def output_schema(self) -> RegisteredSchema:
         properties = self._schema.get("properties", {})
-        check_free(set(properties), "the JSON Schema")
-        entity = _object(ENTITY_FIELDS)
+        ADDED.check_free(set(properties), "the JSON Schema")
+        entity = _object(ADDED.entity)
         ner = {
             "type": "object",
-            "properties": {"model": {"type": "string"}, "source": _object(NER_SOURCE_FIELDS),
-                           "timings": _object(NER_TIMINGS_FIELDS)},
+            "properties": {"model": {"type": "string"}, "source": _object(ADDED.ner_source),
+                           "timings": _object(ADDED.ner_timings)},
             "required": ["model", "source", "timings"],
         }
         extended = dict(self._schema, properties={
-            **properties, ENTITIES_FIELD: {"type": "array", "items": entity}, NER_FIELD: ner,
+            **properties, ADDED.entities: {"type": "array", "items": entity}, ADDED.ner: ner,
         })
         return RegisteredSchema("JSON", orjson.dumps(extended).decode())
 

@@ -17,16 +17,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from google.protobuf.message import DecodeError
 from grpc_tools import protoc
 
-from worker.formats.codec import (
-    ENTITIES_FIELD,
-    ENTITY_FIELDS,
-    NER_FIELD,
-    NER_SOURCE_FIELDS,
-    NER_TIMINGS_FIELDS,
-    InvalidPayload,
-    SchemaProblem,
-    check_free,
-)
+from worker.formats.codec import ADDED, InvalidPayload, SchemaProblem
 from worker.formats.proto_text import proto_source
 from worker.formats.registry import RegisteredSchema
 from worker.formats.wire import write_message_indexes
@@ -85,12 +76,12 @@ class ProtobufCodec:
         extended = descriptor_pb2.FileDescriptorProto()
         extended.CopyFrom(self._file)
         target = _message_path(extended, self._indexes)[-1]
-        check_free({f.name for f in target.field}, f"the message {self._full_name}")
+        ADDED.check_free({f.name for f in target.field}, f"the message {self._full_name}")
         prefix = f".{self._full_name}"
-        _add_message(target, "NerEntity", ENTITY_FIELDS)
+        _add_message(target, "NerEntity", ADDED.entity)
         block = target.nested_type.add(name="NerBlock")
-        _add_message(block, "Source", NER_SOURCE_FIELDS)
-        _add_message(block, "Timings", NER_TIMINGS_FIELDS)
+        _add_message(block, "Source", ADDED.ner_source)
+        _add_message(block, "Timings", ADDED.ner_timings)
         optional = _Field.LABEL_OPTIONAL
         block.field.add(name="model", number=1, type=_Field.TYPE_STRING, label=optional)
         block.field.add(name="source", number=2, type=_Field.TYPE_MESSAGE, label=optional,
@@ -100,9 +91,9 @@ class ProtobufCodec:
         # After every number in use or reserved, so the new fields never reuse a retired number.
         used = [f.number for f in target.field] + [r.end - 1 for r in target.reserved_range]
         number = max(used, default=0) + 1
-        target.field.add(name=ENTITIES_FIELD, number=number, type=_Field.TYPE_MESSAGE,
+        target.field.add(name=ADDED.entities, number=number, type=_Field.TYPE_MESSAGE,
                          label=_Field.LABEL_REPEATED, type_name=f"{prefix}.NerEntity")
-        target.field.add(name=NER_FIELD, number=number + 1, type=_Field.TYPE_MESSAGE, label=optional,
+        target.field.add(name=ADDED.ner, number=number + 1, type=_Field.TYPE_MESSAGE, label=optional,
                          type_name=f"{prefix}.NerBlock")
         return RegisteredSchema("PROTOBUF", proto_source(extended))
 
