@@ -125,3 +125,36 @@ def test_protobuf_references_are_fetched_by_subject_and_version(schema_registry_
         return resolver.cache.decode(value).record
 
     assert asyncio.run(scenario()) == {"text": "Ada", "author": {"name": "Byron"}}
+
+
+def test_json_schema_output_is_accepted_by_the_registry_and_decodes_with_confluents_deserializer(
+        schema_registry_url: str) -> None:
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+
+    from tests.unit.formats.test_codecs import JSON_SCHEMA
+
+    in_topic, out_topic = unique("json-in"), unique("json-out")
+    confluent = ConfluentClient({"url": schema_registry_url})
+    value = JSONSerializer(orjson.dumps(JSON_SCHEMA).decode(), confluent)(
+        {"id": 1, "text": "Ada Lovelace"}, SerializationContext(in_topic, MessageField.VALUE))
+    assert value is not None
+    added = {"entities": [{"label": "PER", "text": "Ada Lovelace", "start": 0, "end": 12, "score": 0.9}],
+             "ner": {"model": "tiny", "source": {"topic": in_topic, "partition": 0, "offset": 0},
+                     "timings": {"engine_ms": 1.0}}}
+
+    async def scenario() -> bytes:
+        resolver = SchemaResolver(SchemaRegistryClient(schema_registry_url), "json-schema", json_output=False,
+                                  output_topic=out_topic, subject_strategy="record", registry_url=schema_registry_url)
+        try:
+            assert await resolver.resolve([value])
+        finally:
+            await resolver.close()
+        decoded = resolver.cache.decode(value)
+        return resolver.cache.encode(decoded.schema, {**decoded.record, **added})
+
+    output = asyncio.run(scenario())
+    fresh = JSONDeserializer(None, schema_registry_client=ConfluentClient({"url": schema_registry_url}))
+    assert fresh(output, SerializationContext(out_topic, MessageField.VALUE)) == {"id": 1, "text": "Ada Lovelace",
+                                                                                 **added}
+    # The record strategy names the subject after the schema's title.
+    assert confluent.get_latest_version("Doc").schema_id == int.from_bytes(output[1:5], "big")
