@@ -25,7 +25,15 @@ from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, Proto
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 
-from tests.fixtures.kafka import Record, create_topics, read_to_end, read_topic, stream_env, stream_names
+from tests.fixtures.kafka import (
+    Record,
+    committed_offsets,
+    create_topics,
+    read_to_end,
+    read_topic,
+    stream_env,
+    stream_names,
+)
 from tests.fixtures.ports import free_port
 from tests.integration.test_worker_end_to_end import produce
 from tests.integration.worker_process import WorkerProcess
@@ -240,6 +248,21 @@ class Forwarder:
                              return_exceptions=True)
 
 
+def wait_until_registry_unreachable(worker: WorkerProcess, timeout_s: float = 120) -> None:
+    """Until the worker (started, in its group, holding records) reports the registry unreachable."""
+    deadline = time.monotonic() + timeout_s
+    body = ""
+    while True:
+        try:
+            status, body = worker.get("/readyz")
+        except OSError:
+            status = 0  # not listening yet
+        if status == 503 and orjson.loads(body)["checks"].get("schema_registry_reachable") is False:
+            return
+        assert time.monotonic() < deadline, f"readiness never reported the registry: {body}\n{worker.log()}"
+        time.sleep(0.5)
+
+
 def test_an_unreachable_registry_holds_records_and_readiness_until_it_answers(
         kafka_bootstrap: str, schema_registry_url: str, tmp_path: Path) -> None:
     names = stream_names("sr-down")
@@ -256,17 +279,7 @@ def test_an_unreachable_registry_holds_records_and_readiness_until_it_answers(
         "NER_SCHEMA_REGISTRY_TIMEOUT_S": "2",
     }, tmp_path / "worker.log").start()
     try:
-        deadline = time.monotonic() + 120
-        body = ""
-        while True:  # the worker starts, joins the group, reads the records, and cannot resolve their schema
-            try:
-                status, body = worker.get("/readyz")
-            except OSError:
-                status = 0  # not listening yet
-            if status == 503 and orjson.loads(body)["checks"].get("schema_registry_reachable") is False:
-                break
-            assert time.monotonic() < deadline, f"readiness never reported the registry: {body}\n{worker.log()}"
-            time.sleep(0.5)
+        wait_until_registry_unreachable(worker)
         time.sleep(3)  # several retries later: still nothing rejected, nothing written
         assert worker.metric("ner_records_dead_lettered_total") == 0
         assert asyncio.run(read_to_end(kafka_bootstrap, names["out"])) == []
@@ -282,4 +295,26 @@ def test_an_unreachable_registry_holds_records_and_readiness_until_it_answers(
     assert code == 0, worker.log()
     assert sorted(r.key for r in outputs) == sorted(k for k, _ in values)
     assert [orjson.loads(r.value)["body"]["text"] for r in outputs[:1]] == [document(0)["body"]["text"]]
+    assert asyncio.run(read_to_end(kafka_bootstrap, names["dead"])) == []
+
+
+def test_a_stop_while_the_registry_is_unreachable_exits_at_once_without_committing(
+        kafka_bootstrap: str, schema_registry_url: str, tmp_path: Path) -> None:
+    names = stream_names("sr-stop")
+    asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 1, names["out"]: 1, names["dead"]: 1}))
+    codec = Avro(schema_registry_url, names["in"])
+    asyncio.run(produce(kafka_bootstrap, names["in"], [(b"k", codec.valid(document(1)))]))
+    worker = WorkerProcess({
+        **stream_env(names, kafka_bootstrap), "NER_INPUT_FORMAT": "avro", "NER_TEXT_FIELD": "body.text",
+        "NER_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7",
+        "NER_SCHEMA_REGISTRY_TIMEOUT_S": "2",
+    }, tmp_path / "worker.log").start()
+    try:
+        wait_until_registry_unreachable(worker)
+        code, seconds = worker.terminate()
+    finally:
+        worker.kill()
+    assert code == 0, worker.log()
+    assert seconds < 15  # not the whole drain timeout: nothing was taken in
+    assert asyncio.run(committed_offsets(kafka_bootstrap, names["group"], names["in"], 1)) == {0: None}
     assert asyncio.run(read_to_end(kafka_bootstrap, names["dead"])) == []
