@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from worker.formats import REGISTRY_FORMATS, RecordRejected, SchemaKey, cache_for
-from worker.settings import Settings
+from worker.settings import REGISTRY_FORMATS, Settings
+
+if TYPE_CHECKING:
+    from worker.formats import SchemaKey
 
 # Machine reasons carried in the dead-letter header ``ner.error.reason``.
 INVALID_UTF8 = "invalid_utf8"
@@ -77,6 +79,10 @@ def parse_value(value: bytes | None, settings: Settings) -> Document | Rejection
 def _registry_document(value: bytes, settings: Settings) -> Document | Rejection:
     """An Avro, Protobuf or JSON Schema record in Confluent's wire format, decoded with its
     writer's schema (resolved from the registry before parsing)."""
+    # Imported here: the JSON and text paths (and the annotate and serve commands) need neither
+    # the codecs nor the registry client.
+    from worker.formats import RecordRejected, cache_for
+
     try:
         decoded = cache_for(settings).decode(value)
     except RecordRejected as rejected:

@@ -61,6 +61,9 @@ Delivery = Literal["at-least-once", "exactly-once"]
 InputFormat = Literal["json", "text", "avro", "protobuf", "json-schema"]
 OutputFormat = Literal["json", "avro", "protobuf", "json-schema"]
 SubjectStrategy = Literal["topic", "record", "topic-record"]
+RegistryFormat = Literal["avro", "protobuf", "json-schema"]
+REGISTRY_FORMATS: tuple[RegistryFormat, ...] = ("avro", "protobuf", "json-schema")
+"""The input formats read with a schema registry (Confluent's wire format)."""
 OutputPartitioning = Literal["input", "key"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -418,7 +421,7 @@ def _check_consistency(s: Settings) -> None:
 
 
 def _check_schema_registry(s: Settings) -> None:
-    registry_input = s.input_format in ("avro", "protobuf", "json-schema")
+    registry_input = s.input_format in REGISTRY_FORMATS
     if registry_input and not s.schema_registry_url:
         raise SettingsError(f"{env_name('schema_registry_url')}: required with NER_INPUT_FORMAT={s.input_format}")
     if s.output_format != "json" and s.output_format != s.input_format:

@@ -8,7 +8,6 @@ protobuf with protoc from grpcio-tools, jsonschema); ``registry`` is the REST cl
 from __future__ import annotations
 
 from worker.formats.resolver import (
-    REGISTRY_FORMATS,
     Decoded,
     RecordRejected,
     SchemaKey,
@@ -16,4 +15,4 @@ from worker.formats.resolver import (
     cache_for,
 )
 
-__all__ = ["REGISTRY_FORMATS", "Decoded", "RecordRejected", "SchemaKey", "SchemaResolver", "cache_for"]
+__all__ = ["Decoded", "RecordRejected", "SchemaKey", "SchemaResolver", "cache_for"]

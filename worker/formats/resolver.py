@@ -16,7 +16,7 @@ import logging
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 
@@ -33,12 +33,10 @@ from worker.formats.registry import (
 )
 from worker.formats.wire import WireFormatError, frame, read_message_indexes, unframe
 from worker.retry import Backoff
-from worker.settings import Settings, SettingsError, SubjectStrategy, env_name
+from worker.settings import REGISTRY_FORMATS, RegistryFormat, Settings, SettingsError, SubjectStrategy, env_name
 
 log = logging.getLogger(__name__)
 
-RegistryFormat = Literal["avro", "protobuf", "json-schema"]
-REGISTRY_FORMATS: tuple[RegistryFormat, ...] = ("avro", "protobuf", "json-schema")
 
 # Machine reasons carried in the dead-letter header ``ner.error.reason``.
 UNKNOWN_SCHEMA = "unknown_schema"
