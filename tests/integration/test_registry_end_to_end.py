@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient as ConfluentClient
@@ -36,7 +37,7 @@ from tests.fixtures.kafka import (
 )
 from tests.fixtures.ports import free_port
 from tests.integration.test_worker_end_to_end import produce
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import REPO, WorkerProcess
 from worker.formats.wire import frame, write_message_indexes
 
 pytestmark = pytest.mark.integration
@@ -198,8 +199,10 @@ def test_schema_registry_records_through_the_worker_each_accounted_for_once(
         entity_count += len(body["entities"])
     assert entity_count >= DOCUMENTS  # the model found entities, not just passed records through
     assert {(r.key, _reason(r)) for r in dead} == set(expected_dead.items())
+    dead_letter_schema = orjson.loads((REPO / "schemas" / "dead-letter.schema.json").read_bytes())
     for record in dead:
         assert record.value == by_key[record.key]  # the original bytes
+        jsonschema.validate({k: v.decode() for k, v in record.headers}, dead_letter_schema)
         headers = dict(record.headers)
         seen[(int(headers["__connect.errors.partition"]), int(headers["__connect.errors.offset"]))] += 1
     assert len(seen) == len(values) and set(seen.values()) == {1}

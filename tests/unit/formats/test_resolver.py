@@ -166,3 +166,16 @@ def test_parse_value_finds_the_text_in_the_decoded_record() -> None:
     assert parse_value(record(), missing) == Rejection("missing_text", "the object has no field 'body.text'")
     not_framed = parse_value(b"\x01garbage", settings)
     assert isinstance(not_framed, Rejection) and not_framed.reason == "invalid_avro"
+
+
+def test_every_reason_of_the_registry_formats_is_in_the_dead_letter_schema() -> None:
+    import json
+    from pathlib import Path
+
+    from worker.formats import resolver as module
+
+    schema = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "dead-letter.schema.json").read_text())
+    allowed = set(schema["properties"]["ner.error.reason"]["enum"])
+    reasons = {module.UNKNOWN_SCHEMA, module.INVALID_SCHEMA, module.OUTPUT_SCHEMA_REJECTED,
+               module.OUTPUT_ENCODING_FAILED, *module.INVALID_PAYLOAD.values()}
+    assert reasons <= allowed, reasons - allowed
