@@ -62,7 +62,12 @@ def _doc(text: str, **extra: Any) -> Any:
 
 EngineName = Literal["hf", "vllm", "remote"]
 Delivery = Literal["at-least-once", "exactly-once"]
-InputFormat = Literal["json", "text"]
+InputFormat = Literal["json", "text", "avro", "protobuf", "json-schema"]
+OutputFormat = Literal["json", "avro", "protobuf", "json-schema"]
+SubjectStrategy = Literal["topic", "record", "topic-record"]
+RegistryFormat = Literal["avro", "protobuf", "json-schema"]
+REGISTRY_FORMATS: tuple[RegistryFormat, ...] = ("avro", "protobuf", "json-schema")
+"""The input formats read with a schema registry (Confluent's wire format)."""
 OutputPartitioning = Literal["input", "key"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -141,7 +146,10 @@ class Settings:
 
     # --- Input contract -------------------------------------------------------------------
     input_format: InputFormat = field(
-        default="json", metadata=_doc("json: a JSON object with a text field; text: the whole value is the text.")
+        default="json",
+        metadata=_doc("json: a JSON object with a text field; text: the whole value is the text; avro, protobuf, "
+                      "json-schema: Confluent's wire format, the writer's schema read from NER_SCHEMA_REGISTRY_URL "
+                      "(stream only)."),
     )
     text_field: str = field(default="text", metadata=_doc("Dotted path of the text in a JSON input."))
     max_record_bytes: int = field(
@@ -162,6 +170,43 @@ class Settings:
     )
     max_entities_per_document: int = field(
         default=10_000, metadata=_doc("Documents with more entities are dead-lettered as too_many_entities.", min=1)
+    )
+
+    # --- Schema Registry (NER_INPUT_FORMAT avro, protobuf, json-schema) ------------------
+    output_format: OutputFormat = field(
+        default="json",
+        metadata=_doc("json: the output is JSON; avro, protobuf, json-schema (the input's format): the input's "
+                      "schema plus entities and ner, registered as a new subject version, in Confluent's wire "
+                      "format."),
+    )
+    schema_registry_url: str = field(
+        default="",
+        metadata=_doc("Base URL of a Confluent-API schema registry (e.g. http://registry:8081); required by the "
+                      "avro, protobuf and json-schema formats."),
+    )
+    schema_registry_username: str = field(default="", metadata=_doc("Schema registry basic-auth user name."))
+    schema_registry_password: Secret | None = field(
+        default=None,
+        metadata=_doc("Schema registry basic-auth password (or NER_SCHEMA_REGISTRY_PASSWORD_FILE naming a file).",
+                      secret=True),
+    )
+    schema_registry_ssl_cafile: Path | None = field(
+        default=None, metadata=_doc("CA bundle (PEM) that signs the schema registry's certificate.")
+    )
+    schema_registry_ssl_certfile: Path | None = field(
+        default=None, metadata=_doc("Client certificate (PEM) for mTLS to the schema registry.")
+    )
+    schema_registry_ssl_keyfile: Path | None = field(
+        default=None, metadata=_doc("Client private key (PEM, unencrypted) for mTLS to the schema registry.")
+    )
+    schema_registry_timeout_s: float = field(
+        default=10.0, metadata=_doc("Timeout of one schema registry request (unanswered requests are retried).",
+                                    min=0.1)
+    )
+    output_subject_strategy: SubjectStrategy = field(
+        default="topic",
+        metadata=_doc("Subject of the output schema: topic (<output topic>-value), record (the record's full "
+                      "name) or topic-record (<output topic>-<record name>)."),
     )
 
     # --- Model and decoding ---------------------------------------------------------------
@@ -375,7 +420,9 @@ def _check_consistency(s: Settings) -> None:
         raise SettingsError(f"{env_name('sasl_username')}: required with NER_SECURITY_PROTOCOL={s.security_protocol}")
     if s.ssl_certfile and not s.ssl_keyfile:
         raise SettingsError(f"{env_name('ssl_keyfile')}: required when NER_SSL_CERTFILE is set")
-    for path_field in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+    _check_schema_registry(s)
+    for path_field in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "schema_registry_ssl_cafile",
+                       "schema_registry_ssl_certfile", "schema_registry_ssl_keyfile"):
         path = getattr(s, path_field)
         if path is not None and not path.is_file():
             raise SettingsError(f"{env_name(path_field)}: no such file: {path}")
@@ -423,3 +470,24 @@ def _check_output_controls(s: Settings) -> None:
         raise SettingsError(f"{env_name('entities_field')}: {s.entities_field!r} is taken by the output's own fields")
     if s.entities_field == s.text_field:
         raise SettingsError(f"{env_name('entities_field')}: must differ from NER_TEXT_FIELD ({s.text_field!r})")
+
+
+def _check_schema_registry(s: Settings) -> None:
+    registry_input = s.input_format in REGISTRY_FORMATS
+    if registry_input and not s.schema_registry_url:
+        raise SettingsError(f"{env_name('schema_registry_url')}: required with NER_INPUT_FORMAT={s.input_format}")
+    if s.output_format != "json" and s.output_format != s.input_format:
+        raise SettingsError(f"{env_name('output_format')}: {s.output_format} needs NER_INPUT_FORMAT={s.output_format} "
+                            f"(the output extends the input's schema); got {s.input_format}")
+    if s.output_format != "json" and (s.output_shape != "document" or s.entities_field != "entities"):
+        # The registered output schema is the input's plus `entities` and `ner`: other shapes or
+        # field names would not match it and every output would become a dead letter.
+        raise SettingsError(f"{env_name('output_format')}: {s.output_format} output writes the document with an "
+                            "`entities` field; NER_OUTPUT_SHAPE=entities and NER_ENTITIES_FIELD need "
+                            "NER_OUTPUT_FORMAT=json")
+    if s.schema_registry_url and not s.schema_registry_url.startswith(("http://", "https://")):
+        raise SettingsError(f"{env_name('schema_registry_url')}: expected an http:// or https:// URL, "
+                            f"got {s.schema_registry_url!r}")
+    if s.schema_registry_ssl_certfile and not s.schema_registry_ssl_keyfile:
+        raise SettingsError(f"{env_name('schema_registry_ssl_keyfile')}: required when "
+                            "NER_SCHEMA_REGISTRY_SSL_CERTFILE is set")

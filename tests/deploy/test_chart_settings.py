@@ -57,6 +57,10 @@ def non_default_value(f: Field[Any], files: dict[str, Path]) -> tuple[Any, Any]:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     default = f.default
+    if f.name == "input_format":
+        return "avro", "avro"  # NER_OUTPUT_FORMAT=avro (its first other choice) needs an avro input
+    if f.name == "schema_registry_url":
+        return "http://registry-from-values:8081", "http://registry-from-values:8081"
     if typing.get_origin(hint) is Literal:
         choice = next(c for c in typing.get_args(hint) if c != default)
         return choice, choice
@@ -100,7 +104,9 @@ def test_chart_defaults_are_the_worker_defaults() -> None:
 
 
 def test_every_setting_value_reaches_the_worker(tmp_path: Path) -> None:
-    files = {name: tmp_path / f"{name}.pem" for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")}
+    files = {name: tmp_path / f"{name}.pem" for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile",
+                                                         "schema_registry_ssl_cafile", "schema_registry_ssl_certfile",
+                                                         "schema_registry_ssl_keyfile")}
     for path in files.values():
         path.write_text("not read here\n", encoding="utf-8")
     config, expected = {}, {}
@@ -125,6 +131,7 @@ def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
             "saslPassword": {"secretName": "kafka-user", "key": "pw"},
             "tls": {"secretName": "kafka-tls", "caKey": "ca.pem", "certKey": "client.pem", "keyKey": "client.key"},
             "sslKeyPassword": {"secretName": "kafka-tls", "key": "client.password"},
+            "schemaRegistryPassword": {"secretName": "registry-user", "key": "registry.pw"},
         },
     }
     manifests = render(values=values, tmp_path=tmp_path)
@@ -139,6 +146,7 @@ def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
         "NER_SSL_CAFILE": ("kafka-tls", "ca.pem"),
         "NER_SSL_CERTFILE": ("kafka-tls", "client.pem"),
         "NER_SSL_KEYFILE": ("kafka-tls", "client.key"),
+        "NER_SCHEMA_REGISTRY_PASSWORD_FILE": ("registry-user", "registry.pw"),
     }
     for var, (secret, key) in expected_files.items():
         path = env[var]
@@ -158,6 +166,7 @@ def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
     settings = load_settings({**env, **{var: str(path) for var, path in local.items()}})
     assert settings.sasl_password == Secret("NER_SASL_PASSWORD_FILE-content")
     assert settings.ssl_key_password == Secret("NER_SSL_KEY_PASSWORD_FILE-content")
+    assert settings.schema_registry_password == Secret("NER_SCHEMA_REGISTRY_PASSWORD_FILE-content")
 
 
 def test_chart_files_are_in_step_with_the_worker() -> None:

@@ -15,8 +15,9 @@ from collections.abc import Awaitable
 from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
+from worker.formats.resolver import resolver_from_settings
 from worker.http import HealthServer
-from worker.settings import Settings
+from worker.settings import Settings, SettingsError
 from worker.signals import stop_on_signals
 from worker.stream.config import RunnerConfig
 from worker.stream.connect import KafkaClients, StartupError, client_kwargs, connect, make_clients, partition_counts
@@ -47,6 +48,10 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
                         host=settings.http_host, port=settings.http_port)
     guard_secret_logging(settings)
     common = client_kwargs(settings)  # before the slow engine load: a bad certificate or key fails at once
+    try:
+        resolver = status.resolver = resolver_from_settings(settings)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
     if settings.http_port:
         await http.start()
     log.info("loading engine %s with model %s", settings.engine, settings.model)
@@ -65,7 +70,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         sink = await _sink_factory(clients, settings, metrics)
         status.broker_reachable = True
         runner = StreamRunner(RunnerConfig.from_settings(settings), clients.consumer, sink, annotator, metrics,
-                              status)
+                              status, resolver)
         clients.consumer.subscribe([settings.input_topic], listener=runner.listener())
         await _run_until_stopped(runner, stop_requested, settings.drain_timeout_s,
                                  monitor(clients.consumer, runner.tracker.committed_positions, metrics, status))
@@ -74,6 +79,8 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         await _stop_quietly(clients.consumer.stop(), "consumer")  # leaves the group: partitions move at once
         await _stop_quietly(clients.producer.stop(), "producer")
         await annotator.engine.close()
+        if resolver is not None:
+            await resolver.close()
         await http.close()
 
 

@@ -22,6 +22,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.annotator import Annotator, BatchResult, Prepared
+from worker.formats import SchemaResolver
 from worker.records import Rejection, engine_share, interleave, ner_block
 from worker.retry import Backoff
 from worker.stream.batcher import Batcher
@@ -65,11 +66,17 @@ class FatalStreamError(RuntimeError):
 
 
 class StreamRunner:
-    """The loop of one consumer. ``sink`` builds the publisher, handing it this runner's ``rewind``."""
+    """The loop of one consumer. ``sink`` builds the publisher, handing it this runner's ``rewind``.
+
+    ``resolver`` (Schema Registry input formats only) fetches the writer schemas of fetched
+    records before they are parsed.
+    """
 
     def __init__(self, config: RunnerConfig, consumer: AIOKafkaConsumer, sink: SinkFactory,
-                 annotator: Annotator, metrics: WorkerMetrics, status: StreamStatus) -> None:
+                 annotator: Annotator, metrics: WorkerMetrics, status: StreamStatus,
+                 resolver: SchemaResolver | None = None) -> None:
         self.config = config
+        self.resolver = resolver
         self.consumer = consumer
         self.publisher = sink(self.rewind)
         self.annotator = annotator
@@ -126,14 +133,28 @@ class StreamRunner:
         wait = self.batcher.seconds_until_due()
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_documents * 4)
+        resolved = await self._resolve_schemas(fetched)
         for tp, records in fetched.items():
-            if tp in self._on_hold or not self.tracker.is_assigned(tp):
+            if not resolved or tp in self._on_hold or not self.tracker.is_assigned(tp):
                 # Being revoked, rewound or set up: hand the records back so that whoever reads the
                 # partition next (maybe this worker) starts at the first of them.
                 if tp in self.consumer.assignment():
                     self.consumer.seek(tp, records[0].offset)
                 continue
             await self._accept(tp, records)
+
+    async def _resolve_schemas(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> bool:
+        """Schema Registry formats: fetch the writer schemas the records name before parsing them.
+        While the registry does not answer, the records wait here, neither parsed nor tracked;
+        False when a stop came first (they are then handed back, not processed)."""
+        if self.resolver is None or not fetched:
+            return True
+
+        def still_alive() -> None:  # waiting for the registry is not a stalled loop
+            self.status.last_loop = time.monotonic()
+
+        values = (record.value for records in fetched.values() for record in records)
+        return await self.resolver.resolve(values, self._stopping, on_wait=still_alive)
 
     async def _accept(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         progress = self.tracker.progress(tp)

@@ -13,8 +13,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
+from worker.formats.resolver import RecordRejected, cache_for, cache_key
 from worker.output import OutputControls
-from worker.records import OUTPUT_TOO_LARGE, Rejection, dead_letter_headers, output_value
+from worker.records import OUTPUT_TOO_LARGE, Rejection, dead_letter_headers, output_object, output_value
 from worker.settings import Settings
 from worker.stream.entries import Annotated, Outcome, Outgoing, SourceRecord
 from worker.stream.metrics import WorkerMetrics
@@ -32,8 +33,10 @@ class RecordWriter:
         self._output_controls = OutputControls.from_settings(settings)
 
     def output(self, source: SourceRecord, annotated: Annotated) -> Outgoing:
-        value = output_value(annotated.document, annotated.entities, ner=annotated.ner,
-                             controls=self._output_controls, key=source.key)
+        try:
+            value = self._value(source, annotated)
+        except RecordRejected as rejected:
+            return self.dead_letter(source, Rejection(rejected.reason, rejected.message))
         partition = source.tp.partition % self._output_partitions
         if self._settings.output_partitioning == "key" and source.key is not None:
             partition = -1
@@ -48,6 +51,14 @@ class RecordWriter:
 
         return Outgoing(self._settings.output_topic, value, source.key, partition, list(source.headers), source,
                         written)
+
+    def _value(self, source: SourceRecord, annotated: Annotated) -> bytes:
+        document = annotated.document
+        if self._settings.output_format == "json" or document.schema is None:
+            return output_value(document, annotated.entities, ner=annotated.ner, controls=self._output_controls,
+                                key=source.key)
+        body = output_object(document, annotated.entities, ner=annotated.ner, controls=self._output_controls)
+        return cache_for(cache_key(self._settings)).encode(document.schema, body)
 
     def dead_letter(self, source: SourceRecord, rejection: Rejection) -> Outgoing:
         headers = dead_letter_headers(source.headers, rejection, topic=source.tp.topic,

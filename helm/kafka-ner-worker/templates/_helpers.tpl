@@ -132,6 +132,10 @@ and the user's extraEnv.
 - name: NER_SSL_KEY_PASSWORD_FILE
   value: {{ $secretsDir }}/ssl-key-password/password
 {{- end }}
+{{- if .Values.secrets.schemaRegistryPassword.secretName }}
+- name: NER_SCHEMA_REGISTRY_PASSWORD_FILE
+  value: {{ $secretsDir }}/schema-registry-password/password
+{{- end }}
 {{- if $tls.secretName }}
 {{- if $tls.caKey }}
 - name: NER_SSL_CAFILE
