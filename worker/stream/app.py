@@ -189,7 +189,7 @@ async def _monitor(consumer: AIOKafkaConsumer, runner: StreamRunner, metrics: Wo
             state.broker_reachable = True
         except (TimeoutError, KafkaError) as exc:
             if state.broker_reachable:
-                log.warning("broker unreachable: %s", exc)
+                log.warning("broker unreachable: %s", exc, extra={"error": repr(exc)})
             state.broker_reachable = False
             continue
         committed = runner.tracker.committed_positions()

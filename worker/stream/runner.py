@@ -163,7 +163,8 @@ class StreamRunner:
                 self.metrics.engine_errors.inc()
                 if attempt == _ENGINE_ATTEMPTS:
                     raise
-                log.warning("engine batch failed (attempt %d of %d): %s", attempt, _ENGINE_ATTEMPTS, exc)
+                log.warning("engine batch failed (attempt %d of %d): %s", attempt, _ENGINE_ATTEMPTS, exc,
+                            extra={"batch_size": len(documents), "attempt": attempt, "error": repr(exc)})
                 await asyncio.sleep(0.5 * 2**attempt)
             else:
                 self.metrics.engine_seconds.observe(result.engine_seconds)
@@ -229,7 +230,8 @@ class StreamRunner:
         except (CommitFailedError, KafkaError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
-            log.warning("offset commit failed: %s", exc)
+            log.warning("offset commit failed: %s", exc,
+                        extra={"partitions": len(offsets), "error": repr(exc)})
             return
         self.tracker.mark_committed(offsets)
         self.metrics.commits.inc()
@@ -253,7 +255,7 @@ class StreamRunner:
         finished = await self._drain(deadline_s=self.settings.drain_timeout_s, partitions=revoked)
         if not finished:
             log.warning("revoke: in-flight work of %d partitions did not finish in %.1fs; not committing it",
-                        len(revoked), self.settings.drain_timeout_s)
+                        len(revoked), self.settings.drain_timeout_s, extra={"partitions": len(revoked)})
         await self.commit(revoked)
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)
