@@ -93,8 +93,21 @@ install_crdcheck() {
     (cd "$src" && GOFLAGS="-buildvcs=false -mod=readonly" CGO_ENABLED=0 go build -ldflags "-s -w" -o "$bin" .)
 }
 
+install_otelcol() {
+    # An OpenTelemetry Collector with the OTLP receiver and the debug exporter: the real receiver
+    # of the tracing test (tests/tracing/).
+    local src="$ROOT/tools/otelcol" bin="$BIN_DIR/otelcol"
+    if [[ -x "$bin" && "$bin" -nt "$src/main.go" && "$bin" -nt "$src/go.mod" && "$bin" -nt "$src/go.sum" ]]; then
+        log "otelcol up to date"
+        return
+    fi
+    log "building otelcol (downloads the OpenTelemetry Collector modules the first time)"
+    (cd "$src" && GOFLAGS="-buildvcs=false -mod=readonly" CGO_ENABLED=0 go build -ldflags "-s -w" -o "$bin" .)
+}
+
 install_helm
 install_crdcheck
+install_otelcol
 install_prometheus
 install_python_tools
 log "done: $BIN_DIR"

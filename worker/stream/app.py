@@ -27,6 +27,7 @@ from worker.stream.metrics import WorkerMetrics
 from worker.stream.publisher import Publisher, RecordWriter, Sink
 from worker.stream.runner import StreamRunner
 from worker.stream.transactions import TransactionalPublisher, eos_producer_factory
+from worker.tracing import tracing_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
     """Run until SIGTERM/SIGINT. ``engine`` replaces the one ``NER_ENGINE`` names (benchmarks)."""
     metrics = metrics or WorkerMetrics()
     metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
+    tracing = tracing_from_environment(service_version=__version__)  # off unless an OTLP endpoint is set
     state = _ReadyState()
     runner_ref: list[StreamRunner] = []
     http = HealthServer(
@@ -96,7 +98,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
             )
         else:
             publisher = Publisher(producer, writer, rewind=lambda tp, lost: runner.rewind(tp, lost))
-        runner = StreamRunner(settings, consumer, publisher, annotator, metrics)
+        runner = StreamRunner(settings, consumer, publisher, annotator, metrics, tracing)
         runner_ref.append(runner)
         consumer.subscribe([settings.input_topic], listener=runner.listener())
         monitor = asyncio.create_task(_monitor(consumer, runner, metrics, state))
@@ -118,6 +120,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         await _stop_quietly(producer.stop(), "producer")
         await annotator.engine.close()
         await http.close()
+        tracing.shutdown()  # sends the spans still queued (nothing when tracing is off)
 
 
 async def _connect(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, settings: Settings) -> None:

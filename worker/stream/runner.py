@@ -29,6 +29,7 @@ from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
 from worker.stream.publisher import Annotated, Outcome, Sink, SourceRecord
 from worker.text.tokenize import EncodedText
+from worker.tracing import BatchTrace, Tracing, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class InflightBatch:
     items: list[WorkItem]
     tokens: int
     task: asyncio.Task[BatchResult]
+    trace: BatchTrace
 
 
 class FatalStreamError(RuntimeError):
@@ -61,8 +63,9 @@ class FatalStreamError(RuntimeError):
 
 class StreamRunner:
     def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, publisher: Sink,
-                 annotator: Annotator, metrics: WorkerMetrics) -> None:
+                 annotator: Annotator, metrics: WorkerMetrics, tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing if tracing is not None else Tracing()  # the base class: tracing off
         self.consumer = consumer
         self.publisher = publisher
         self.annotator = annotator
@@ -119,7 +122,10 @@ class StreamRunner:
     async def _poll_once(self) -> None:
         wait = self.batcher.seconds_until_due()
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
+        started_ns = now_ns() if self.tracing.enabled else 0
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.max_batch_documents * 4)
+        if self.tracing.enabled and fetched:
+            self.tracing.poll(started_ns, [r.headers for records in fetched.values() for r in records])
         for tp, records in fetched.items():
             if tp in self._on_hold or not self.tracker.is_assigned(tp):
                 # Being revoked, rewound or set up: hand the records back so that whoever reads the
@@ -137,7 +143,8 @@ class StreamRunner:
             self.metrics.records_received.inc()
             items.append(WorkItem(source=SourceRecord(tp, record.offset, record.key, record.value,
                                                       tuple(record.headers), record.timestamp, progress)))
-        self.annotator.prepare(items, self.settings, lambda item: item.source.value)
+        with self.tracing.tokenize():
+            self.annotator.prepare(items, self.settings, lambda item: item.source.value)
         for item in items:
             self.batcher.add(item, item.tokens)
 
@@ -149,14 +156,16 @@ class StreamRunner:
         ):
             items = self.batcher.take()
             tokens = sum(item.tokens for item in items)
-            task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded]))
-            self.inflight.put_nowait(InflightBatch(items, tokens, task))
+            trace = self.tracing.batch(item.source.headers for item in items)
+            task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded], trace))
+            self.inflight.put_nowait(InflightBatch(items, tokens, task, trace))
             self.inflight_tokens += tokens
             self.metrics.batch_documents.observe(sum(1 for item in items if item.encoded is not None))
             self.metrics.batch_tokens.observe(tokens)
 
-    async def _annotate(self, documents: list[EncodedText]) -> BatchResult:
+    async def _annotate(self, documents: list[EncodedText], trace: BatchTrace) -> BatchResult:
         for attempt in range(1, _ENGINE_ATTEMPTS + 1):
+            started_ns = now_ns() if self.tracing.enabled else 0
             try:
                 result = await self.annotator.annotate_encoded(documents)
             except Exception as exc:
@@ -169,6 +178,8 @@ class StreamRunner:
             else:
                 self.metrics.engine_seconds.observe(result.engine_seconds)
                 self.metrics.tokens_processed.inc(result.tokens)
+                if self.tracing.enabled:
+                    trace.engine(started_ns, result.engine_seconds, now_ns())
                 return result
         raise AssertionError("unreachable")
 
@@ -190,7 +201,12 @@ class StreamRunner:
                 else:
                     assert entities is not None and item.document is not None
                     entries.append((item.source, Annotated(item.document, entities, self._ner_block(item, result))))
-            await self.publisher.publish(entries)
+            with batch.trace.publish():
+                if self.tracing.enabled:  # each output continues its input's trace
+                    for source, _ in entries:
+                        source.headers = tuple(batch.trace.record_headers(source.headers))
+                await self.publisher.publish(entries)
+            batch.trace.end()
             self.inflight_tokens -= batch.tokens
 
     def _ner_block(self, item: WorkItem, result: BatchResult) -> dict[str, object]:
@@ -226,7 +242,8 @@ class StreamRunner:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
+            with self.tracing.commit(len(offsets)):
+                await self.consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
