@@ -103,7 +103,7 @@ class OtelTracing(Tracing):
         self._tracer = tracer
         self._provider = provider
         self._propagator = TraceContextTextMapPropagator()
-        self._poll_span: Span | None = None
+        self._poll_context: Any = None  # the latest poll's span: the parent of its tokenize span
 
     @classmethod
     def from_environment(cls, *, service_version: str = "") -> OtelTracing:
@@ -154,13 +154,11 @@ class OtelTracing(Tracing):
         span = self._tracer.start_span("ner.poll", start_time=started_ns, links=self.links(records),
                                        attributes={"messaging.batch.message_count": len(records)})
         span.end()
-        self._poll_span = span
         self._poll_context = trace.set_span_in_context(span)
 
     @contextlib.contextmanager
     def tokenize(self) -> Iterator[None]:
-        context = getattr(self, "_poll_context", None)
-        with self._tracer.start_as_current_span("ner.tokenize", context=context):
+        with self._tracer.start_as_current_span("ner.tokenize", context=self._poll_context):
             yield
 
     def batch(self, headers: Iterable[Headers]) -> BatchTrace:
