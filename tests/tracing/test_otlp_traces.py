@@ -56,7 +56,7 @@ def parse_debug_output(text: str) -> list[Span]:
         if line.startswith("Links:"):
             in_links = True
             continue
-        match = re.match(r"^(Trace ID|Parent ID|ID|Name)\s*:\s*(.*)$", line)
+        match = re.match(r"^(?:-> )?(Trace ID|Parent ID|ID|Name)\s*:\s*(.*)$", line)
         if not match:
             continue
         key, value = match.groups()
