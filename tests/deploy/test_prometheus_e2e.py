@@ -142,17 +142,24 @@ def test_prometheus_counts_what_the_worker_processed(
     check_alert_rules_evaluate(prometheus)
 
 
-def check_dashboard_queries_return_data(prometheus: PrometheusServer) -> None:
-    time.sleep(3)  # a few scrapes after the last record, so rates span the work
-    board = dashboard.load()
+def dashboard_queries_without_data(prometheus: PrometheusServer) -> list[str]:
     problems = []
-    for title, expr in dashboard.expressions(board):
+    for title, expr in dashboard.expressions(dashboard.load()):
         # "All" jobs: the stream worker's panels read one job, the serve panels the other.
         query = dashboard.concrete(expr, job_regex=f"{JOB}|{SERVE_JOB}", rate_interval="5m")
         result = prometheus.query(query)
         values = [float(series["value"][1]) for series in result]
         if not values or all(math.isnan(v) for v in values):
             problems.append(f"{title}: {query} -> {result}")
+    return problems
+
+
+def check_dashboard_queries_return_data(prometheus: PrometheusServer) -> None:
+    # The lag gauges appear at the worker's next lag check (every 5 s) after its first commit,
+    # and rates need a few scrapes after the last record: wait for them, a bounded time.
+    deadline = time.monotonic() + 30
+    while (problems := dashboard_queries_without_data(prometheus)) and time.monotonic() < deadline:
+        time.sleep(1)
     assert not problems, "dashboard queries without data:\n" + "\n".join(problems)
     # A control: a query on a metric the worker does not export has no data, so the check can fail.
     assert prometheus.query(dashboard.concrete('sum(rate(ner_no_such_total{job=~"$job"}[5m]))', JOB, "5m")) == []
