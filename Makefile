@@ -43,7 +43,8 @@ registry-start:
 registry-stop:
 	tools/registry/registry-local.sh stop
 
-# Helm (built from the Go module proxy), Prometheus and promtool (Debian's package), crdcheck.
+# Helm, crdcheck and an OpenTelemetry Collector (built from the Go module proxy), Prometheus and
+# promtool (Debian's package).
 deploy-tools: $(STAMP)
 	bash tools/install_deploy_tools.sh
 

@@ -65,6 +65,7 @@ class Annotator:
             max_length=engine.max_length if not settings.max_length else min(settings.max_length, engine.max_length),
             stride=settings.stride,
             max_document_tokens=settings.max_document_tokens,
+            revision=settings.model_revision,
         )
         decoder = EntityDecoder(
             engine.id2label,

@@ -213,7 +213,10 @@ class Settings:
     engine: EngineName = field(default="hf", metadata=_doc("hf (transformers), vllm (GPU) or remote (a vLLM server)."))
     model: str = field(
         default=str(TINY_NER_PATH),
-        metadata=_doc("Model folder or Hugging Face id (no download at run time unless the cache has it)."),
+        metadata=_doc(
+            "Model folder or Hugging Face id (an id is downloaded into HF_HOME on first use; with HF_HUB_OFFLINE=1 "
+            "it must already be in the cache)."
+        ),
     )
     device: Device = field(default="auto", metadata=_doc("hf engine device: auto, cpu or cuda."))
     dtype: Dtype = field(default="auto", metadata=_doc("Engine dtype: auto, float32, bfloat16 or float16."))
@@ -250,6 +253,12 @@ class Settings:
         metadata=_doc("document: the input object plus entities and ner; entities: only key, entities and ner."),
     )
     entities_field: str = field(default="entities", metadata=_doc("Name of the output field holding the entities."))
+    # --- Model revision -------------------------------------------------------------------
+    model_revision: str = field(
+        default="",
+        metadata=_doc("Branch, tag or commit of the Hugging Face id in NER_MODEL (hf engine); "
+                      "empty: the default branch."),
+    )
 
     # --- Batching and backpressure --------------------------------------------------------
     max_batch_documents: int = field(
@@ -414,6 +423,12 @@ def _check_consistency(s: Settings) -> None:
         raise SettingsError(f"{env_name('input_topic')}: must differ from the output and dead-letter topics")
     if s.max_length and s.stride >= s.max_length - 2:
         raise SettingsError(f"{env_name('stride')}: must be smaller than NER_MAX_LENGTH minus special tokens")
+    if s.model_revision and s.engine != "hf":
+        raise SettingsError(
+            f"{env_name('model_revision')}: only the hf engine takes a revision (the {s.engine} engine's model is "
+            "loaded elsewhere); download that revision into a folder (huggingface-cli download MODEL --revision "
+            "REV --local-dir DIR) and set NER_MODEL to the folder"
+        )
     if s.engine == "remote" and not s.remote_url:
         raise SettingsError(f"{env_name('remote_url')}: required when NER_ENGINE=remote")
     if s.security_protocol.startswith("SASL") and not s.sasl_username:

@@ -30,6 +30,7 @@ from worker.stream.runner import StreamRunner
 from worker.stream.sink import Rewind, Sink, SinkFactory
 from worker.stream.transactions import TransactionalPublisher, eos_producer_factory
 from worker.stream.writer import RecordWriter
+from worker.tracing import tracing_from_environment
 
 __all__ = ["StartupError", "run_worker"]
 
@@ -43,6 +44,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
     """Run until SIGTERM/SIGINT. ``engine`` replaces the one ``NER_ENGINE`` names (benchmarks)."""
     metrics = metrics or WorkerMetrics()
     metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
+    tracing = tracing_from_environment(service_version=__version__)  # off unless an OTLP endpoint is set
     status = StreamStatus()
     http = HealthServer(metrics.registry, health=status.health, readiness=status.readiness,
                         host=settings.http_host, port=settings.http_port)
@@ -70,7 +72,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         sink = await _sink_factory(clients, settings, metrics)
         status.broker_reachable = True
         runner = StreamRunner(RunnerConfig.from_settings(settings), clients.consumer, sink, annotator, metrics,
-                              status, resolver)
+                              status, resolver=resolver, tracing=tracing)
         clients.consumer.subscribe([settings.input_topic], listener=runner.listener())
         await _run_until_stopped(runner, stop_requested, settings.drain_timeout_s,
                                  monitor(clients.consumer, runner.tracker.committed_positions, metrics, status))
@@ -82,6 +84,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         if resolver is not None:
             await resolver.close()
         await http.close()
+        tracing.shutdown()  # sends the spans still queued (nothing when tracing is off)
 
 
 async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: WorkerMetrics) -> SinkFactory:

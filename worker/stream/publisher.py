@@ -59,7 +59,9 @@ class Publisher:
         if record.source.progress.detached:
             return  # already rewound for an earlier failure of the same stretch
         log.warning("the broker did not take %s offset %d (%r); rewinding the partition",
-                    record.source.tp, record.source.offset, error)
+                    record.source.tp, record.source.offset, error,
+                    extra={"topic": record.source.tp.topic, "partition": record.source.tp.partition,
+                           "offset": record.source.offset, "error": repr(error)})
         record.source.progress.detached = True
         task = asyncio.get_running_loop().create_task(self._rewind(record.source.tp, False))
         self._rewinds.add(task)

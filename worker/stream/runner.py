@@ -33,6 +33,7 @@ from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
 from worker.stream.sink import SinkFactory
 from worker.text.tokenize import EncodedText
+from worker.tracing import BatchTrace, Tracing, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class InflightBatch:
     items: list[WorkItem]
     tokens: int
     task: asyncio.Task[BatchResult]
+    trace: BatchTrace
 
 
 class FatalStreamError(RuntimeError):
@@ -69,14 +71,15 @@ class StreamRunner:
     """The loop of one consumer. ``sink`` builds the publisher, handing it this runner's ``rewind``.
 
     ``resolver`` (Schema Registry input formats only) fetches the writer schemas of fetched
-    records before they are parsed.
+    records before they are parsed; ``tracing`` (off unless configured) records the stages.
     """
 
     def __init__(self, config: RunnerConfig, consumer: AIOKafkaConsumer, sink: SinkFactory,
-                 annotator: Annotator, metrics: WorkerMetrics, status: StreamStatus,
-                 resolver: SchemaResolver | None = None) -> None:
+                 annotator: Annotator, metrics: WorkerMetrics, status: StreamStatus, *,
+                 resolver: SchemaResolver | None = None, tracing: Tracing | None = None) -> None:
         self.config = config
         self.resolver = resolver
+        self.tracing = tracing if tracing is not None else Tracing()  # the base class: tracing off
         self.consumer = consumer
         self.publisher = sink(self.rewind)
         self.annotator = annotator
@@ -132,7 +135,10 @@ class StreamRunner:
     async def _poll_once(self) -> None:
         wait = self.batcher.seconds_until_due()
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
+        started_ns = now_ns() if self.tracing.enabled else 0
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_documents * 4)
+        if self.tracing.enabled and fetched:
+            self.tracing.poll(started_ns, [r.headers for records in fetched.values() for r in records])
         resolved = await self._resolve_schemas(fetched)
         for tp, records in fetched.items():
             if not resolved or tp in self._on_hold or not self.tracker.is_assigned(tp):
@@ -164,7 +170,8 @@ class StreamRunner:
             self.metrics.records_received.inc()
             items.append(WorkItem(source=SourceRecord(tp, record.offset, record.key, record.value,
                                                       tuple(record.headers), record.timestamp, progress)))
-        self.annotator.prepare(items, lambda item: item.source.value)
+        with self.tracing.tokenize():
+            self.annotator.prepare(items, lambda item: item.source.value)
         for item in items:
             self.batcher.add(item, item.tokens)
 
@@ -176,26 +183,31 @@ class StreamRunner:
         ):
             items = self.batcher.take()
             tokens = sum(item.tokens for item in items)
-            task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded]))
-            self.inflight.put_nowait(InflightBatch(items, tokens, task))
+            trace = self.tracing.batch(item.source.headers for item in items)
+            task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded], trace))
+            self.inflight.put_nowait(InflightBatch(items, tokens, task, trace))
             self.inflight_tokens += tokens
             self.metrics.batch_documents.observe(sum(1 for item in items if item.encoded is not None))
             self.metrics.batch_tokens.observe(tokens)
 
-    async def _annotate(self, documents: list[EncodedText]) -> BatchResult:
+    async def _annotate(self, documents: list[EncodedText], trace: BatchTrace) -> BatchResult:
         backoff = Backoff(_ENGINE_RETRY_BASE_S, _ENGINE_RETRY_MAX_S)
         while True:
+            started_ns = now_ns() if self.tracing.enabled else 0
             try:
                 result = await self.annotator.annotate_encoded(documents)
             except Exception as exc:
                 self.metrics.engine_errors.inc()
                 if backoff.failures + 1 >= _ENGINE_ATTEMPTS:
                     raise
-                log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, exc)
+                log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, exc,
+                            extra={"batch_size": len(documents), "attempt": backoff.failures + 1, "error": repr(exc)})
                 await backoff.wait()
             else:
                 self.metrics.engine_seconds.observe(result.engine_seconds)
                 self.metrics.tokens_processed.inc(result.tokens)
+                if self.tracing.enabled:
+                    trace.engine(started_ns, result.engine_seconds, now_ns())
                 return result
 
     async def _publish_in_order(self) -> None:
@@ -214,7 +226,12 @@ class StreamRunner:
                 else:
                     assert item.document is not None
                     entries.append((item.source, Annotated(item.document, outcome, self._ner_block(item, result))))
-            await self.publisher.publish(entries)
+            with batch.trace.publish():
+                if self.tracing.enabled:  # each output continues its input's trace
+                    for source, _ in entries:
+                        source.headers = tuple(batch.trace.record_headers(source.headers))
+                await self.publisher.publish(entries)
+            batch.trace.end()
             self.inflight_tokens -= batch.tokens
 
     def _ner_block(self, item: WorkItem, result: BatchResult) -> dict[str, object]:
@@ -248,11 +265,13 @@ class StreamRunner:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
+            with self.tracing.commit(len(offsets)):
+                await self.consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
-            log.warning("offset commit failed: %s", exc)
+            log.warning("offset commit failed: %s", exc,
+                        extra={"partitions": len(offsets), "error": repr(exc)})
             return
         self.tracker.mark_committed(offsets)
         self.metrics.commits.inc()
@@ -276,7 +295,7 @@ class StreamRunner:
         finished = await self._drain(deadline_s=self.config.drain_timeout_s, partitions=revoked)
         if not finished:
             log.warning("revoke: in-flight work of %d partitions did not finish in %.1fs; not committing it",
-                        len(revoked), self.config.drain_timeout_s)
+                        len(revoked), self.config.drain_timeout_s, extra={"partitions": len(revoked)})
         await self.commit(revoked)
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)

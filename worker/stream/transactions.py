@@ -65,7 +65,8 @@ class TransactionalPublisher:
                 await _stop(producer)
                 if backoff.exhausted():
                     raise
-                log.warning("%s: transactional producer cannot start yet (%r); retrying", tp, exc)
+                log.warning("%s: transactional producer cannot start yet (%r); retrying", tp, exc,
+                            extra={"topic": tp.topic, "partition": tp.partition, "error": repr(exc)})
                 await backoff.wait()
                 continue
             self._producers[tp] = producer
@@ -95,11 +96,14 @@ class TransactionalPublisher:
                 await asyncio.gather(*futures)
                 await producer.send_offsets_to_transaction({tp: position}, self._group_id)
         except ProducerFenced as exc:
-            log.warning("%s: fenced by the partition's new owner (%s); giving it up", tp, exc)
+            log.warning("%s: fenced by the partition's new owner (%s); giving it up", tp, exc,
+                        extra={"topic": tp.topic, "partition": tp.partition, "error": repr(exc)})
             await self._after_abort(tp, fenced=True)
             return
         except (TimeoutError, KafkaError) as exc:
-            log.warning("%s: transaction aborted (%r); rewinding to the last committed offset", tp, exc)
+            log.warning("%s: transaction aborted (%r); rewinding to the last committed offset", tp, exc,
+                        extra={"topic": tp.topic, "partition": tp.partition, "batch_size": len(records),
+                               "error": repr(exc)})
             await self._after_abort(tp, fenced=False)
             return
         for record in records:
