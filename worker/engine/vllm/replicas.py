@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from worker.engine import wire
 from worker.engine.base import EngineError, WindowScores
-from worker.engine.vllm import wire
 
 # The folder that holds the ``worker`` package: the replica imports it from there.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
