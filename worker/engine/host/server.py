@@ -200,7 +200,8 @@ class EngineHost:
                 await asyncio.gather(*(self._run([request]) for request in batch))
                 return
             self.stats.failed_requests += 1
-            batch[0].reply(wire.ERROR, str(exc if isinstance(exc, EngineError) else EngineError(exc)).encode())
+            message = str(exc) if isinstance(exc, EngineError) else f"the engine failed: {type(exc).__name__}: {exc}"
+            batch[0].reply(wire.ERROR, message.encode())
             return
         self._answer(batch, scores)
 
