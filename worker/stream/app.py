@@ -66,10 +66,13 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
         raise StartupError(f"NER_MODEL={settings.model}: the {settings.engine} engine cannot load it: {exc}") from exc
     state.engine = annotator.engine
     producer_limits = {"max_request_size": settings.max_produce_bytes, "max_batch_size": 262_144}
-    producer = AIOKafkaProducer(
-        client_id=f"{settings.client_id}-producer", enable_idempotence=True, acks="all", linger_ms=5,
-        **producer_limits, **common,
-    )
+    def make_producer() -> AIOKafkaProducer:  # the at-least-once publisher replaces a broken one
+        return AIOKafkaProducer(
+            client_id=f"{settings.client_id}-producer", enable_idempotence=True, acks="all", linger_ms=5,
+            **producer_limits, **common,
+        )
+
+    producer = make_producer()
     consumer = AIOKafkaConsumer(
         client_id=f"{settings.client_id}-consumer", group_id=settings.group_id, enable_auto_commit=False,
         auto_offset_reset=settings.auto_offset_reset, isolation_level="read_committed",
@@ -95,7 +98,8 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
                 start_timeout_s=settings.connect_retry_timeout_s,
             )
         else:
-            publisher = Publisher(producer, writer, rewind=lambda tp, lost: runner.rewind(tp, lost))
+            publisher = Publisher(producer, writer, rewind=lambda tp, lost: runner.rewind(tp, lost),
+                                  make_producer=make_producer)
         runner = StreamRunner(settings, consumer, publisher, annotator, metrics)
         runner_ref.append(runner)
         consumer.subscribe([settings.input_topic], listener=runner.listener())

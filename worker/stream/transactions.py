@@ -25,7 +25,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from worker.stream.publisher import Outcome, Outgoing, RecordWriter, Rewind, SourceRecord
+from worker.records import OUTPUT_REJECTED, Rejection
+from worker.stream.publisher import Outcome, Outgoing, RecordWriter, RefusedDeadLetterError, Rewind, SourceRecord
+from worker.stream.refusals import describe, is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class TransactionalPublisher:
         self._id_prefix = id_prefix
         self._rewind = rewind
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._suspects: dict[TopicPartition, set[int]] = {}
 
     async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         # Starting the producer runs InitProducerId: this is the moment the previous owner of the
@@ -72,6 +75,8 @@ class TransactionalPublisher:
             return
 
     async def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        for tp in partitions:
+            self._suspects.pop(tp, None)
         producers = [self._producers.pop(tp) for tp in partitions if tp in self._producers]
         await asyncio.gather(*(_stop(p) for p in producers))
 
@@ -85,36 +90,89 @@ class TransactionalPublisher:
         await asyncio.gather(*(self._transact(tp, records) for tp, records in by_partition.items()))
 
     async def _transact(self, tp: TopicPartition, records: list[Outgoing]) -> None:
+        """One transaction for the records, or one per stretch when some are refusal suspects.
+
+        A suspect (its write was refused in an earlier, aborted transaction) gets a transaction
+        of its own; refused again, it is replaced by an ``output_rejected`` dead letter committed
+        with its offset, so that the dead letter is written once and the partition moves on.
+        """
+        suspects = self._suspects.get(tp, set())
+        for stretch in _stretches(records, suspects):
+            alone = len(stretch) == 1 and stretch[0].source.offset in suspects
+            refused = await self._commit(tp, stretch)
+            if refused is None:
+                continue
+            if not (alone and refused):
+                return  # aborted and rewound (or fenced): the rest is read again
+            if not await self._dead_letter_refused(tp, stretch[0], refused[0]):
+                return
+
+    async def _commit(self, tp: TopicPartition, records: list[Outgoing]) -> list[BaseException] | None:
+        """Commit the records with their offsets; None when committed, else the refusals seen."""
         producer = self._producers.get(tp)
         if producer is None or records[0].source.progress.detached:
-            return  # the partition was revoked or rewound meanwhile; its records are read again
+            return []  # the partition was revoked or rewound meanwhile; its records are read again
         position = records[-1].source.offset + 1
+        refusals: list[BaseException] = []
         try:
             async with producer.transaction():
                 futures = [await self._writer.send(producer, record) for record in records]
-                await asyncio.gather(*futures)
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                failures = [(r, e) for r, e in zip(records, results, strict=True) if isinstance(e, BaseException)]
+                refusals = [e for _, e in failures if is_refusal(e)]
+                self._suspects.setdefault(tp, set()).update(r.source.offset for r, e in failures if is_refusal(e))
+                if failures:
+                    raise failures[0][1]
                 await producer.send_offsets_to_transaction({tp: position}, self._group_id)
         except ProducerFenced as exc:
-            log.warning("%s: fenced by the partition's new owner (%s); giving it up", tp, exc)
+            log.warning("%s: fenced (%s); taking the partition up again if it is still ours", tp, exc)
             await self._after_abort(tp, fenced=True)
-            return
+            return []
         except (TimeoutError, KafkaError) as exc:
-            log.warning("%s: transaction aborted (%r); rewinding to the last committed offset", tp, exc)
-            await self._after_abort(tp, fenced=False)
-            return
+            log.warning("%s: transaction aborted (%r)", tp, exc)
+            await self._after_abort(tp, fenced=False, rewind=not refusals or len(records) > 1)
+            return refusals
         for record in records:
             record.on_written()
+            self._suspects.get(tp, set()).discard(record.source.offset)
         records[0].source.progress.committed = position
+        return None
 
-    async def _after_abort(self, tp: TopicPartition, *, fenced: bool) -> None:
+    async def _dead_letter_refused(self, tp: TopicPartition, record: Outgoing, refusal: BaseException) -> bool:
+        source = record.source
+        if record.topic == self._writer.dead_letter_topic:
+            raise RefusedDeadLetterError(f"{source.tp} offset {source.offset}: {describe(refusal)}") from refusal
+        log.warning("%s offset %d: %s; dead-lettering it as %s", tp, source.offset, describe(refusal),
+                    OUTPUT_REJECTED)
+        await self.partitions_assigned([tp])  # the aborted producer was stopped: a new one, same id
+        dead_letter = self._writer.dead_letter(source, Rejection(OUTPUT_REJECTED, describe(refusal)))
+        refused = await self._commit(tp, [dead_letter])
+        if refused:
+            raise RefusedDeadLetterError(f"{source.tp} offset {source.offset}: {describe(refused[0])}")
+        return refused is None
+
+    async def _after_abort(self, tp: TopicPartition, *, fenced: bool, rewind: bool = True) -> None:
+        # A producer in an error state cannot start another transaction: it is stopped, and the
+        # rewind (or the dead letter) starts a new one with the same id, which also aborts
+        # anything the broker still holds open for it.
         producer = self._producers.pop(tp, None)
         if producer is not None:
-            # A producer in an error state cannot start another transaction: replace it. Starting
-            # the replacement aborts anything the broker still holds open for this id.
             await _stop(producer)
-            if not fenced:
-                await self.partitions_assigned([tp])
-        await self._rewind(tp, fenced)
+        if rewind:
+            await self._rewind(tp, fenced)
+
+
+def _stretches(records: list[Outgoing], suspects: set[int]) -> list[list[Outgoing]]:
+    """The records cut so that each suspect stands alone, in order."""
+    if not suspects:
+        return [records]
+    stretches: list[list[Outgoing]] = [[]]
+    for record in records:
+        if record.source.offset in suspects:
+            stretches += [[record], []]
+        else:
+            stretches[-1].append(record)
+    return [stretch for stretch in stretches if stretch]
 
 
 async def _stop(producer: AIOKafkaProducer) -> None:
