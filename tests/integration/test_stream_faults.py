@@ -222,8 +222,8 @@ async def transaction_open(bootstrap: str, topic: str) -> bool:
 class SteadyInput:
     """Produces small documents at a steady rate in a thread until stopped (a live input stream)."""
 
-    def __init__(self, bootstrap: str, topic: str, per_second: int) -> None:
-        self.bootstrap, self.topic, self.per_second = bootstrap, topic, per_second
+    def __init__(self, bootstrap: str, topic: str, per_second: int, partitions: int = 1) -> None:
+        self.bootstrap, self.topic, self.per_second, self.partitions = bootstrap, topic, per_second, partitions
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -246,7 +246,8 @@ class SteadyInput:
         try:
             while not self._stop.is_set():
                 for _ in range(self.per_second // 10):
-                    await producer.send(self.topic, small(self.sent), key=f"k{self.sent}".encode(), partition=0)
+                    await producer.send(self.topic, small(self.sent), key=f"k{self.sent}".encode(),
+                                        partition=self.sent % self.partitions)
                     self.sent += 1
                 await asyncio.sleep(0.1)
             await producer.flush()
@@ -290,3 +291,46 @@ def test_exactly_once_goes_on_after_the_broker_aborts_a_timed_out_transaction(
     acc.report("transaction timeout exactly-once")
     assert code == 0, worker.log()
     assert acc.lost == [] and acc.duplicated == 0 and acc.order_violations == 0
+
+
+async def join_and_leave(bootstrap: str, group: str, topic: str, hold_s: float) -> None:
+    """A bare consumer joins the worker's group (taking partitions from it), then leaves."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                session_timeout_ms=6000)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+        consumer.pause(*consumer.assignment())  # it only takes partitions away; it reads and commits nothing
+        await asyncio.sleep(hold_s)
+    finally:
+        await consumer.stop()
+
+
+def test_exactly_once_survives_revokes_that_do_not_wait_for_the_transactions_in_flight(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    names = stream_names("revoke-txn")
+    asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 2, names["out"]: 2, names["dead"]: 1}))
+    # NER_DRAIN_TIMEOUT_S=0: a revoke stops the partition's producer whatever it is doing.
+    worker = start_worker(names, kafka_bootstrap, tmp_path, NER_DELIVERY="exactly-once", NER_DRAIN_TIMEOUT_S="0")
+    try:
+        with SteadyInput(kafka_bootstrap, names["in"], per_second=100, partitions=2) as steady:
+            for _ in range(4):
+                time.sleep(1.5)
+                asyncio.run(join_and_leave(kafka_bootstrap, names["group"], names["in"], hold_s=1))
+            time.sleep(1)
+            total = steady.stop()
+        out = asyncio.run(read_topic(kafka_bootstrap, names["out"], expect=total, isolation_level="read_committed",
+                                     timeout=60))
+        code, _ = worker.terminate()
+    finally:
+        worker.kill()
+    outputs = Counter((orjson.loads(r.value or b"")["ner"]["source"]["partition"],
+                       orjson.loads(r.value or b"")["ner"]["source"]["offset"]) for r in out)
+    duplicated = sum(n - 1 for n in outputs.values())
+    print(f"revokes during transactions exactly-once: inputs={total} outputs={len(out)} dead_letters=0 "
+          f"lost={total - len(outputs)} duplicated={duplicated}")
+    assert code == 0, worker.log()
+    assert len(outputs) == total and duplicated == 0

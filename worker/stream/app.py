@@ -96,6 +96,7 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
                 group_id=settings.group_id, id_prefix=settings.transactional_id_prefix,
                 rewind=lambda tp, lost: runner.rewind(tp, lost),
                 start_timeout_s=settings.connect_retry_timeout_s,
+                transaction_timeout_s=settings.transaction_timeout_ms / 1000,
             )
         else:
             publisher = Publisher(producer, writer, rewind=lambda tp, lost: runner.rewind(tp, lost),

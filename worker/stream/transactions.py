@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
 
+_TRANSACTION_MARGIN_S = 5.0
+_REVOKE_WAIT_S = 5.0
+
 
 def transactional_id(prefix: str, group_id: str, tp: TopicPartition) -> str:
     """Stable per input partition, so that the partition's next owner fences the previous one."""
@@ -41,8 +44,9 @@ def transactional_id(prefix: str, group_id: str, tp: TopicPartition) -> str:
 
 class TransactionalPublisher:
     def __init__(self, writer: RecordWriter, make_producer: ProducerFactory, *, group_id: str, id_prefix: str,
-                 rewind: Rewind, start_timeout_s: float) -> None:
+                 rewind: Rewind, start_timeout_s: float, transaction_timeout_s: float) -> None:
         self._start_timeout_s = start_timeout_s
+        self._transaction_bound_s = transaction_timeout_s + _TRANSACTION_MARGIN_S
         self._writer = writer
         self._make_producer = make_producer
         self._group_id = group_id
@@ -50,6 +54,7 @@ class TransactionalPublisher:
         self._rewind = rewind
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._suspects: dict[TopicPartition, set[int]] = {}
+        self._running: dict[TopicPartition, asyncio.Future[None]] = {}  # the transaction in progress
 
     async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         # Starting the producer runs InitProducerId: this is the moment the previous owner of the
@@ -75,6 +80,11 @@ class TransactionalPublisher:
             return
 
     async def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        # A transaction already under way is let finish (briefly) rather than having its producer
+        # stopped under it: its outputs and offsets commit or abort together either way.
+        running = [self._running[tp] for tp in partitions if tp in self._running]
+        if running:
+            await asyncio.wait(running, timeout=_REVOKE_WAIT_S)
         for tp in partitions:
             self._suspects.pop(tp, None)
         producers = [self._producers.pop(tp) for tp in partitions if tp in self._producers]
@@ -108,35 +118,58 @@ class TransactionalPublisher:
                 return
 
     async def _commit(self, tp: TopicPartition, records: list[Outgoing]) -> list[BaseException] | None:
-        """Commit the records with their offsets; None when committed, else the refusals seen."""
+        """Commit the records with their offsets; None when committed, else the refusals seen.
+
+        The transaction runs as a task of its own, awaited for at most the transaction timeout
+        (plus a margin): by then the broker has aborted it, and a producer stopped under it (a
+        revoke that could not wait) would otherwise leave its futures unresolved for good.
+        """
         producer = self._producers.get(tp)
         if producer is None or records[0].source.progress.detached:
             return []  # the partition was revoked or rewound meanwhile; its records are read again
         position = records[-1].source.offset + 1
         refusals: list[BaseException] = []
+        task = asyncio.ensure_future(self._transaction(producer, tp, records, position, refusals))
+        self._running[tp] = task
         try:
-            async with producer.transaction():
-                futures = [await self._writer.send(producer, record) for record in records]
-                results = await asyncio.gather(*futures, return_exceptions=True)
-                failures = [(r, e) for r, e in zip(records, results, strict=True) if isinstance(e, BaseException)]
-                refusals = [e for _, e in failures if is_refusal(e)]
-                self._suspects.setdefault(tp, set()).update(r.source.offset for r, e in failures if is_refusal(e))
-                if failures:
-                    raise failures[0][1]
-                await producer.send_offsets_to_transaction({tp: position}, self._group_id)
-        except ProducerFenced as exc:
-            log.warning("%s: fenced (%s); taking the partition up again if it is still ours", tp, exc)
-            await self._after_abort(tp, fenced=True)
+            await asyncio.wait({task}, timeout=self._transaction_bound_s)
+        finally:
+            if self._running.get(tp) is task:
+                del self._running[tp]
+        error: BaseException | None
+        if task.done():
+            error = task.exception()
+        else:
+            task.cancel()  # not awaited: its abort may wait on a stopped producer for ever
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            error = TimeoutError(f"the transaction did not end within {self._transaction_bound_s:g}s")
+        if isinstance(error, ProducerFenced):
+            log.warning("%s: fenced (%s); taking the partition up again if it is still ours", tp, error)
+            await self._after_abort(tp, producer, fenced=True)
             return []
-        except (TimeoutError, KafkaError) as exc:
-            log.warning("%s: transaction aborted (%r)", tp, exc)
-            await self._after_abort(tp, fenced=False, rewind=not refusals or len(records) > 1)
+        if isinstance(error, (TimeoutError, KafkaError)):
+            log.warning("%s: transaction aborted (%r)", tp, error)
+            await self._after_abort(tp, producer, fenced=False, rewind=not refusals or len(records) > 1)
             return refusals
+        if error is not None:
+            raise error
         for record in records:
             record.on_written()
             self._suspects.get(tp, set()).discard(record.source.offset)
         records[0].source.progress.committed = position
         return None
+
+    async def _transaction(self, producer: AIOKafkaProducer, tp: TopicPartition, records: list[Outgoing],
+                           position: int, refusals: list[BaseException]) -> None:
+        async with producer.transaction():
+            futures = [await self._writer.send(producer, record) for record in records]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failures = [(r, e) for r, e in zip(records, results, strict=True) if isinstance(e, BaseException)]
+            refusals += [e for _, e in failures if is_refusal(e)]
+            self._suspects.setdefault(tp, set()).update(r.source.offset for r, e in failures if is_refusal(e))
+            if failures:
+                raise failures[0][1]
+            await producer.send_offsets_to_transaction({tp: position}, self._group_id)
 
     async def _dead_letter_refused(self, tp: TopicPartition, record: Outgoing, refusal: BaseException) -> bool:
         source = record.source
@@ -151,13 +184,17 @@ class TransactionalPublisher:
             raise RefusedDeadLetterError(f"{source.tp} offset {source.offset}: {describe(refused[0])}")
         return refused is None
 
-    async def _after_abort(self, tp: TopicPartition, *, fenced: bool, rewind: bool = True) -> None:
+    async def _after_abort(self, tp: TopicPartition, producer: AIOKafkaProducer, *, fenced: bool,
+                           rewind: bool = True) -> None:
         # A producer in an error state cannot start another transaction: it is stopped, and the
         # rewind (or the dead letter) starts a new one with the same id, which also aborts
-        # anything the broker still holds open for it.
-        producer = self._producers.pop(tp, None)
-        if producer is not None:
-            await _stop(producer)
+        # anything the broker still holds open for it. A producer that is no longer the
+        # partition's (revoked, and maybe assigned again since with a new producer) only stops:
+        # the new tenure is not to be disturbed.
+        await _stop(producer)
+        if self._producers.get(tp) is not producer:
+            return
+        del self._producers[tp]
         if rewind:
             await self._rewind(tp, fenced)
 
