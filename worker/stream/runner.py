@@ -38,6 +38,7 @@ _RESUME_FRACTION = 0.75
 # A partition rewound this many times in a row to one offset stops the worker; the waits between
 # rewinds double from _REWIND_BACKOFF_S (0.5 + 1 + 2 + 4 s before the last one).
 _MAX_REWINDS = 5
+_COMMIT_TIMEOUT_S = 10.0
 _REWIND_BACKOFF_S = 0.5
 _REWIND_BACKOFF_MAX_S = 8.0
 
@@ -234,11 +235,13 @@ class StreamRunner:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+            # aiokafka retries a retriable commit error (no coordinator) without end: bounded here,
+            # a commit that does not answer counts as failed and the next commit tries again.
+            await asyncio.wait_for(self.consumer.commit(offsets), timeout=_COMMIT_TIMEOUT_S)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
-            log.warning("offset commit failed: %s", exc)
+            log.warning("offset commit failed: %r", exc)
             return
         self.tracker.mark_committed(offsets)
         self.metrics.commits.inc()

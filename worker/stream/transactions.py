@@ -38,8 +38,19 @@ _REVOKE_WAIT_S = 5.0
 
 
 def transactional_id(prefix: str, group_id: str, tp: TopicPartition) -> str:
-    """Stable per input partition, so that the partition's next owner fences the previous one."""
-    return f"{prefix}.{group_id}.{tp.topic}.{tp.partition}"
+    """Stable per input partition, so that the partition's next owner fences the previous one.
+
+    The parts are joined by dots, so a dot inside the group or topic is escaped (``%2E``, and
+    ``%`` as ``%25``): group ``a.b`` with topic ``c`` and group ``a`` with topic ``b.c`` must not
+    share an id (they would fence each other). Names without either character keep the plain id.
+    The prefix stays as it is (ACLs on transactional ids name it); with exactly three dots after
+    it, two ids are equal only when their prefixes are.
+    """
+    return f"{prefix}.{_escape(group_id)}.{_escape(tp.topic)}.{tp.partition}"
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace(".", "%2E")
 
 
 class TransactionalPublisher:
