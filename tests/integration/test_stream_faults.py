@@ -8,6 +8,7 @@ violations) so a run with ``-s`` shows them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -277,7 +278,8 @@ def test_exactly_once_goes_on_after_the_broker_aborts_a_timed_out_transaction(
                 os.kill(worker.process.pid, signal.SIGCONT)
             time.sleep(3)
             total = steady.stop()
-        assert "fenced" in worker.log(), "no transaction was caught open"  # the fault happened
+        # The fault happened: the worker found its transaction fenced, or gave it up as timed out.
+        assert "fenced" in worker.log() or "transaction aborted" in worker.log(), "no transaction was caught open"
         out = asyncio.run(read_topic(kafka_bootstrap, names["out"], expect=total, isolation_level="read_committed",
                                      timeout=90))
         deadline = time.monotonic() + 10
@@ -334,3 +336,27 @@ def test_exactly_once_survives_revokes_that_do_not_wait_for_the_transactions_in_
           f"lost={total - len(outputs)} duplicated={duplicated}")
     assert code == 0, worker.log()
     assert len(outputs) == total and duplicated == 0
+
+
+def test_a_transactional_producer_that_cannot_start_stops_the_worker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    names = stream_names("txn-start")
+    asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 1, names["out"]: 1, names["dead"]: 1}))
+    # Over the broker's transaction.max.timeout.ms (15 min): every InitProducerId is refused.
+    worker = WorkerProcess({**stream_env(names, kafka_bootstrap), "NER_DELIVERY": "exactly-once",
+                            "NER_TRANSACTION_TIMEOUT_MS": "1000000", "NER_CONNECT_RETRY_TIMEOUT_S": "5"},
+                           tmp_path / "worker.log").start()
+    assert worker.process is not None
+    ready_answers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 90
+        while worker.process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                ready_answers.add(worker.get("/readyz")[0])
+            time.sleep(0.5)
+        code = worker.process.poll()
+    finally:
+        worker.kill()
+    assert code == 1, worker.log()
+    assert 200 not in ready_answers
+    assert "cannot take up the assigned partitions" in worker.log()
+    assert "InvalidTransactionTimeout" in worker.log()

@@ -338,7 +338,9 @@ class StreamRunner:
             await self.publisher.partitions_assigned(sorted(assigned))
             self.tracker.assign(assigned)
         except Exception as exc:  # e.g. no transactional producer can start: stop, do not strand them
-            self._fatal = self._fatal or FatalStreamError(f"cannot take up the assigned partitions: {exc!r}")
+            self._fatal = self._fatal or FatalStreamError(
+                f"cannot take up the assigned partitions {sorted(f'{tp.topic}-{tp.partition}' for tp in assigned)}: "
+                f"{exc!r}")
             return
         finally:
             self._on_hold -= assigned

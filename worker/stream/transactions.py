@@ -77,9 +77,9 @@ class TransactionalPublisher:
         deadline = time.monotonic() + self._start_timeout_s
         while True:
             producer = self._make_producer(transactional_id(self._id_prefix, self._group_id, tp))
-            try:
-                await producer.start()
-            except KafkaError as exc:
+            try:  # start() itself has no bound (it waits for a coordinator): bounded by the deadline
+                await asyncio.wait_for(producer.start(), timeout=max(0.1, deadline - time.monotonic()))
+            except (KafkaError, TimeoutError) as exc:
                 await _stop(producer)
                 if time.monotonic() + delay > deadline:
                     raise
