@@ -206,18 +206,26 @@ def test_a_rewind_without_a_committed_offset_goes_back_to_the_first_record_read(
     assert set(acc.outputs) == set(range(len(values))) - {big}
 
 
-async def transaction_open(bootstrap: str, topic: str) -> bool:
-    """Whether partition 0 of ``topic`` has an open transaction: its last stable offset is behind its end."""
+async def stop_inside_a_transaction(bootstrap: str, topic: str, pid: int, tries: int) -> bool:
+    """SIGSTOP the worker at a moment when partition 0 of ``topic`` has an open transaction (its
+    last stable offset behind its end, checked while the worker is stopped); True when it did."""
     tp = TopicPartition(topic, 0)
-    ends = {}
-    for isolation in ("read_committed", "read_uncommitted"):
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
-        await consumer.start()
-        try:
-            ends[isolation] = (await consumer.end_offsets([tp]))[tp]
-        finally:
-            await consumer.stop()
-    return ends["read_committed"] < ends["read_uncommitted"]
+    readers = [AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=level)
+               for level in ("read_committed", "read_uncommitted")]
+    for reader in readers:
+        await reader.start()
+    try:
+        for _ in range(tries):
+            await asyncio.sleep(0.3)
+            os.kill(pid, signal.SIGSTOP)
+            stable, end = [(await reader.end_offsets([tp]))[tp] for reader in readers]
+            if stable < end:
+                return True
+            os.kill(pid, signal.SIGCONT)
+        return False
+    finally:
+        for reader in readers:
+            await reader.stop()
 
 
 class SteadyInput:
@@ -266,20 +274,17 @@ def test_exactly_once_goes_on_after_the_broker_aborts_a_timed_out_transaction(
     assert worker.process is not None
     try:
         with SteadyInput(kafka_bootstrap, names["in"], per_second=100) as steady:
-            # Stop the worker while one of its transactions is open (checked while it is stopped);
-            # the broker looks for timed-out transactions every 10 s, so 12 s stopped is past it.
-            for _ in range(20):
-                time.sleep(0.5)
-                os.kill(worker.process.pid, signal.SIGSTOP)
-                if asyncio.run(transaction_open(kafka_bootstrap, names["out"])):
-                    time.sleep(12)
-                    os.kill(worker.process.pid, signal.SIGCONT)
-                    break
+            # Stop the worker while one of its transactions is open; the broker looks for
+            # timed-out transactions every 10 s, so 12 s stopped is past the 2 s timeout.
+            caught = asyncio.run(stop_inside_a_transaction(kafka_bootstrap, names["out"], worker.process.pid, 100))
+            if caught:
+                time.sleep(12)
                 os.kill(worker.process.pid, signal.SIGCONT)
             time.sleep(3)
             total = steady.stop()
+        assert caught, "no transaction was caught open"
         # The fault happened: the worker found its transaction fenced, or gave it up as timed out.
-        assert "fenced" in worker.log() or "transaction aborted" in worker.log(), "no transaction was caught open"
+        assert "fenced" in worker.log() or "transaction aborted" in worker.log()
         out = asyncio.run(read_topic(kafka_bootstrap, names["out"], expect=total, isolation_level="read_committed",
                                      timeout=90))
         deadline = time.monotonic() + 10

@@ -27,6 +27,7 @@ from worker.text.decode import Entity
 log = logging.getLogger(__name__)
 
 _PRODUCER_START_TIMEOUT_S = 30.0
+_PRODUCER_RETRY_S = 5.0
 
 Rewind = Callable[[TopicPartition, bool], Coroutine[Any, Any, None]]
 """Read a partition again from its last committed offset: (partition, lost). Lost (fenced): drop it."""
@@ -193,6 +194,7 @@ class Publisher:
         self._rewinds: set[asyncio.Task[None]] = set()
         self._suspects: dict[TopicPartition, set[int]] = {}
         self._broken = False
+        self._next_replace = 0.0  # monotonic time before which no replacement is tried again
 
     async def publish(self, entries: Sequence[tuple[SourceRecord, Outcome]]) -> None:
         for source, outcome in entries:
@@ -207,8 +209,8 @@ class Publisher:
             producer = self._producer
             try:
                 future = await self._writer.send(producer, record)
-            except KafkaError as exc:
-                self._write_failed(producer, record, exc)
+            except KafkaError as exc:  # refused by the client (no metadata, buffer full): nothing was sent
+                self._write_failed(producer, record, exc, sent=False)
                 continue
             future.add_done_callback(lambda f, r=record, p=producer: self._on_ack(f, p, r))  # type: ignore[misc]
 
@@ -220,8 +222,9 @@ class Publisher:
         else:
             record.on_written()
 
-    def _write_failed(self, producer: AIOKafkaProducer, record: Outgoing, error: BaseException | None) -> None:
-        if producer is self._producer:
+    def _write_failed(self, producer: AIOKafkaProducer, record: Outgoing, error: BaseException | None,
+                      *, sent: bool = True) -> None:
+        if sent and producer is self._producer:
             self._broken = True
         if is_refusal(error):
             self._suspects.setdefault(record.source.tp, set()).add(record.source.offset)
@@ -268,8 +271,19 @@ class Publisher:
         if self._make_producer is None:
             self._broken = False
             return
+        if time.monotonic() < self._next_replace:
+            return
         old, new = self._producer, self._make_producer()
-        await asyncio.wait_for(new.start(), timeout=_PRODUCER_START_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(new.start(), timeout=_PRODUCER_START_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            # The broker may be restarting: go on with the old producer (its failures rewind, and
+            # rewinds are bounded) and try again a little later.
+            log.warning("cannot start a replacement producer yet (%r); retrying in %.0fs", exc,
+                        _PRODUCER_RETRY_S)
+            self._next_replace = time.monotonic() + _PRODUCER_RETRY_S
+            await _stop_producer(new)
+            return
         self._producer, self._broken = new, False
         if old is not self._original:
             await _stop_producer(old)
