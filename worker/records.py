@@ -33,6 +33,7 @@ TOO_MANY_ENTITIES = "too_many_entities"
 EMPTY_VALUE = "empty_value"
 DECODE_FAILED = "decode_failed"
 OUTPUT_TOO_LARGE = "output_too_large"
+OUTPUT_REJECTED = "output_rejected"
 
 Headers = Sequence[tuple[str, bytes]]
 

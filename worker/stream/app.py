@@ -93,7 +93,7 @@ async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: Work
     writer = RecordWriter(settings, metrics, output_partitions=partitions[settings.output_topic],
                           dead_letter_partitions=partitions[settings.dead_letter_topic])
     if settings.delivery == "at-least-once":
-        return lambda rewind: Publisher(clients.producer, writer, rewind=rewind)
+        return lambda rewind: Publisher(clients.producer, writer, rewind=rewind, make_producer=clients.new_producer)
     make_producer = eos_producer_factory({**clients.common, **clients.producer_limits},
                                          client_id=f"{settings.client_id}-txn",
                                          transaction_timeout_ms=settings.transaction_timeout_ms)
@@ -101,7 +101,8 @@ async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: Work
     def transactional(rewind: Rewind) -> Sink:
         return TransactionalPublisher(writer, make_producer, group_id=settings.group_id,
                                       id_prefix=settings.transactional_id_prefix, rewind=rewind,
-                                      start_timeout_s=settings.connect_retry_timeout_s)
+                                      start_timeout_s=settings.connect_retry_timeout_s,
+                                      transaction_timeout_s=settings.transaction_timeout_ms / 1000)
 
     return transactional
 

@@ -24,7 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from worker.annotator import Annotator, BatchResult, Prepared
 from worker.formats import SchemaResolver
 from worker.records import Rejection, engine_share, interleave, ner_block
-from worker.retry import Backoff
+from worker.retry import Backoff, backoff_delay
 from worker.stream.batcher import Batcher
 from worker.stream.config import RunnerConfig
 from worker.stream.entries import Annotated, Outcome, SourceRecord
@@ -42,6 +42,12 @@ _ENGINE_RETRY_BASE_S = 1.0
 _ENGINE_RETRY_MAX_S = 2.0
 _POLL_MS = 100
 _RESUME_FRACTION = 0.75
+# A partition rewound this many times in a row to one offset stops the worker; the waits between
+# rewinds double from _REWIND_BACKOFF_S (0.5 + 1 + 2 + 4 s before the last one).
+_MAX_REWINDS = 5
+_COMMIT_TIMEOUT_S = 10.0
+_REWIND_BACKOFF_S = 0.5
+_REWIND_BACKOFF_MAX_S = 8.0
 
 
 @dataclass(slots=True)
@@ -96,6 +102,9 @@ class StreamRunner:
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._last_commit = time.monotonic()
+        self._first_read: dict[TopicPartition, int] = {}  # where a rewind without a committed offset goes
+        self._rewound: dict[TopicPartition, tuple[int | None, int]] = {}  # offset of the last rewinds, how many
+        self._generation = 0  # assignments seen; a rewind spanning one leaves the position alone
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -164,6 +173,7 @@ class StreamRunner:
 
     async def _accept(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         progress = self.tracker.progress(tp)
+        self._first_read.setdefault(tp, records[0].offset)
         items: list[WorkItem] = []
         for record in records:
             progress.track(record.offset)
@@ -265,12 +275,14 @@ class StreamRunner:
         if not offsets:
             return
         try:
+            # aiokafka retries a retriable commit error (no coordinator) without end: bounded here,
+            # a commit that does not answer counts as failed and the next commit tries again.
             with self.tracing.commit(len(offsets)):
-                await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+                await asyncio.wait_for(self.consumer.commit(offsets), timeout=_COMMIT_TIMEOUT_S)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
-            log.warning("offset commit failed: %s", exc,
+            log.warning("offset commit failed: %r", exc,
                         extra={"partitions": len(offsets), "error": repr(exc)})
             return
         self.tracker.mark_committed(offsets)
@@ -299,46 +311,79 @@ class StreamRunner:
         await self.commit(revoked)
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)
+        for tp in revoked:
+            self._first_read.pop(tp, None)
+            self._rewound.pop(tp, None)
         await self.publisher.partitions_revoked(sorted(revoked))
         for tp in revoked:
             _forget_lag(self.metrics, tp)
         self._on_hold -= revoked
 
-    async def rewind(self, tp: TopicPartition, lost: bool) -> None:
-        """Forget the in-flight work of ``tp`` and read it again from its last committed offset.
+    async def rewind(self, tp: TopicPartition, fenced: bool) -> None:
+        """Forget the in-flight work of ``tp`` and read it again from its committed offset.
 
-        Used after a refused write or an aborted transaction. A lost (fenced) partition has a
-        new owner: it is only dropped.
+        Used after a failed write or an aborted transaction. If the partition is still assigned
+        to this worker, the publisher first takes it up again (exactly-once: a new producer with
+        the partition's transactional id, which fences every older one, this worker's own
+        included), and only then is the committed offset read: a transaction of an older owner
+        is settled by then. A partition without a committed offset goes back to the first offset
+        this worker read from it. Rewinding to the same offset again and again backs off, and
+        after ``_MAX_REWINDS`` stops the worker: the fault is not going away by itself.
         """
         if not self.tracker.is_assigned(tp):
             return
-        committed = self.tracker.progress(tp).committed
         self._on_hold.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
+        generation = self._generation
         try:
             self.tracker.revoke([tp])
             self.batcher.remove(lambda item: item.source.tp != tp)
-            if lost or tp not in self.consumer.assignment():
+            if tp not in self.consumer.assignment():
+                return  # revoked meanwhile: its new owner reads it
+            await self.publisher.partitions_assigned([tp])
+            committed = await self.consumer.committed(tp)
+            if generation != self._generation or tp not in self.consumer.assignment():
+                return  # a rebalance happened meanwhile: the assignment set the position
+            position = self._first_read.get(tp) if committed is None else committed
+            if not await self._back_off(tp, position, fenced):
                 return
-            if committed is None:
-                committed = await self.consumer.committed(tp)
-            if committed is None:
-                if self.config.auto_offset_reset == "earliest":
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    await self.consumer.seek_to_end(tp)
-            else:
-                self.consumer.seek(tp, committed)
+            if position is not None:  # None: nothing was read yet, the position has not moved
+                self.consumer.seek(tp, position)
             self.tracker.assign([tp])
             self.tracker.progress(tp).committed = committed
             self.metrics.rewinds.inc()
+        except Exception as exc:  # cannot take the partition up again: stop rather than strand it
+            self._fatal = self._fatal or FatalStreamError(f"{tp}: cannot rewind the partition: {exc!r}")
         finally:
             self._on_hold.discard(tp)
 
+    async def _back_off(self, tp: TopicPartition, position: int | None, fenced: bool) -> bool:
+        """Wait before a repeated rewind to the same offset; False (and stop) after too many."""
+        last, count = self._rewound.get(tp, (None, 0))
+        count = count + 1 if last == position else 1
+        self._rewound[tp] = (position, count)
+        if count > _MAX_REWINDS:
+            self._fatal = self._fatal or FatalStreamError(
+                f"{tp.topic}-{tp.partition}: rewound {_MAX_REWINDS} times to offset {position} without getting "
+                "past it; the last write errors are logged above"
+            )
+            return False
+        log.warning("%s-%d: %srewinding to offset %s (%d of at most %d in a row)", tp.topic, tp.partition,
+                    "fenced; " if fenced else "", position, count, _MAX_REWINDS)
+        if count > 1:
+            await asyncio.sleep(backoff_delay(count - 2, _REWIND_BACKOFF_S, _REWIND_BACKOFF_MAX_S))
+        return True
+
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._on_hold |= assigned  # until the publisher is ready for them (exactly-once producers)
+        self._generation += 1
         try:
             await self.publisher.partitions_assigned(sorted(assigned))
             self.tracker.assign(assigned)
+        except Exception as exc:  # e.g. no transactional producer can start: stop, do not strand them
+            self._fatal = self._fatal or FatalStreamError(
+                f"cannot take up the assigned partitions {sorted(f'{tp.topic}-{tp.partition}' for tp in assigned)}: "
+                f"{exc!r}")
+            return
         finally:
             self._on_hold -= assigned
         self.status.group_joined = True

@@ -71,6 +71,10 @@ class RecordWriter:
         return Outgoing(self._settings.dead_letter_topic, source.value, source.key,
                         source.tp.partition % self._dead_letter_partitions, headers, source, written)
 
+    @property
+    def dead_letter_topic(self) -> str:
+        return self._settings.dead_letter_topic
+
     def outgoing(self, source: SourceRecord, outcome: Outcome) -> Outgoing:
         if isinstance(outcome, Rejection):
             return self.dead_letter(source, outcome)
