@@ -32,29 +32,23 @@ BEST_ONLY_STRATEGIES = frozenset({"none", "simple", "first"})
 """Strategies that need no more than each token's best label and its probability."""
 
 FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int32]
 IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
 class Spans:
-    """Candidate entities in text order, as parallel arrays (offsets not yet trimmed)."""
+    """Candidate entities in text order, as parallel arrays of the batch's token indices."""
 
     classes: IndexArray
     """Class id (``none``) or entity type id (the grouping strategies) of each span."""
     scores: FloatArray
-    starts: IntArray
-    ends: IntArray
-    sequences: IndexArray
-    """Index of the sequence each span was found in."""
+    first_tokens: IndexArray
+    last_tokens: IndexArray
+    """The span's first and last token (inclusive), indices into the concatenated sequences."""
 
     def __len__(self) -> int:
         return len(self.classes)
-
-    def take(self, index: IndexArray | BoolArray) -> Spans:
-        return Spans(self.classes[index], self.scores[index], self.starts[index], self.ends[index],
-                     self.sequences[index])
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +67,8 @@ class TokenScores:
         return TokenScores(classes, scores, probabilities)
 
 
-def softmax(logits: FloatArray) -> FloatArray:
-    """Row softmax with the max shift, as the reference pipeline computes it (float32)."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    result: FloatArray = shifted / shifted.sum(axis=-1, keepdims=True)
-    return result
-
-
 def spans_of_sequences(
     tokens: TokenScores,
-    starts: IntArray,
-    ends: IntArray,
     sequence_of: IndexArray,
     word_start: BoolArray | None,
     *,
@@ -99,23 +84,24 @@ def spans_of_sequences(
     lookups by class id / type id: ``none`` filters on the full label, the grouping strategies on
     the entity type (the reference pipeline's rule).
     """
-    if len(tokens.classes) == 0:
+    count = len(tokens.classes)
+    if count == 0:
         return _no_spans()
-    sequence_start = np.ones(len(sequence_of), dtype=bool)
+    sequence_start = np.ones(count, dtype=bool)
     sequence_start[1:] = sequence_of[1:] != sequence_of[:-1]
     if strategy == "none":
         keep = np.flatnonzero(~ignored_labels[tokens.classes])
-        return Spans(tokens.classes[keep], tokens.scores[keep], starts[keep], ends[keep], sequence_of[keep])
-    classes, scores, opens = tokens.classes, tokens.scores, sequence_start
-    if strategy in WORD_STRATEGIES:
-        if word_start is None:
-            raise ValueError(f"aggregation {strategy!r} needs word boundaries")
-        words = word_start | sequence_start  # a sequence (or window) always opens a word, as in the pipeline
-        firsts = np.flatnonzero(words)
-        lasts = np.append(firsts[1:] - 1, len(words) - 1)
-        classes, scores = _fuse_words(tokens, words, firsts, strategy)
-        starts, ends, opens, sequence_of = starts[firsts], ends[lasts], sequence_start[firsts], sequence_of[firsts]
-    return _group(classes, scores, starts, ends, opens, sequence_of, scheme, ignored_types)
+        return Spans(tokens.classes[keep], tokens.scores[keep], keep, keep)
+    if strategy not in WORD_STRATEGIES:
+        every = np.arange(count)
+        return _group(tokens.classes, tokens.scores, every, every, sequence_start, scheme, ignored_types)
+    if word_start is None:
+        raise ValueError(f"aggregation {strategy!r} needs word boundaries")
+    words = word_start | sequence_start  # a sequence (or window) always opens a word, as in the pipeline
+    firsts = np.flatnonzero(words)
+    lasts = np.append(firsts[1:] - 1, count - 1)
+    classes, scores = _fuse_words(tokens, words, firsts, strategy)
+    return _group(classes, scores, firsts, lasts, sequence_start[firsts], scheme, ignored_types)
 
 
 def _fuse_words(
@@ -143,13 +129,13 @@ def _fuse_words(
 def _group(
     classes: IndexArray,
     scores: FloatArray,
-    starts: IntArray,
-    ends: IntArray,
+    first_tokens: IndexArray,
+    last_tokens: IndexArray,
     opens: BoolArray,
-    sequence_of: IndexArray,
     scheme: LabelScheme,
     ignored_types: BoolArray,
 ) -> Spans:
+    """Items (tokens or words, each from its first to its last token) grouped into entities."""
     count = len(classes)
     firsts = np.flatnonzero(starts_group(scheme, classes) | opens)
     types = scheme.type_of[classes[firsts]]
@@ -159,10 +145,9 @@ def _group(
     lasts = np.append(firsts[1:] - 1, count - 1)
     sizes = np.diff(np.append(firsts, count)).astype(np.float32)
     means = (np.add.reduceat(scores, firsts) / sizes).astype(np.float32)
-    kept = firsts[keep]
-    return Spans(types[keep].astype(np.intp), means[keep], starts[kept], ends[lasts[keep]], sequence_of[kept])
+    return Spans(types[keep].astype(np.intp), means[keep], first_tokens[firsts[keep]], last_tokens[lasts[keep]])
 
 
 def _no_spans() -> Spans:
     empty = np.zeros(0, np.intp)
-    return Spans(empty, np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32), empty)
+    return Spans(empty, np.zeros(0, np.float32), empty, empty)

@@ -4,57 +4,51 @@ Each document is one *sequence* of content tokens (its windows' scores merged pe
 ``windows``), or, in the reference pipeline's stride merge, one sequence per window. The
 sequences' tokens are concatenated; ``rows`` says where each token's scores sit in the
 concatenated window score matrices, so that one gather (and one softmax, one argmax) serves the
-whole batch. Python loops here run per document or per window, never per token.
+whole batch. Python loops here run per document, per window or per span, never per token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import FloatArray, IndexArray, IntArray, TokenScores, softmax
+from worker.text.aggregate import IndexArray, TokenScores
 from worker.text.characters import code_points
-from worker.text.scores import BestLabels, WindowScores
+from worker.text.scores import Stacked, concatenate
 from worker.text.tokenize import EncodedText
 from worker.text.windows import merged_rows
 from worker.text.words import word_starts
 
-_Scalar = TypeVar("_Scalar", bound=np.generic)
 _SEPARATOR = "\0"  # between texts, so that a read just outside any text finds 0: not a space, not a joiner
+Int64Array = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TokenBatch:
     documents: Sequence[EncodedText]
-    window_scores: Sequence[WindowScores]
     texts: list[str]
     points: npt.NDArray[np.uint32]
     """Code points of all texts, each preceded and followed by a 0."""
-    text_base: npt.NDArray[np.int64]
+    text_base: Int64Array
     """Index in ``points`` of each text's first character."""
     sequences: list[tuple[int, int, int]]
     """(document, first token, stop token) of each sequence."""
     document_of_sequence: IndexArray
+    sequence_base: Int64Array
+    """Index of each sequence's first token in the batch."""
     sequence_of: IndexArray
     """Per token of the batch: the index of its sequence."""
-    starts: IntArray
-    ends: IntArray
-    """Per token: code point offsets into its own text."""
     rows: IndexArray
     """Per token: its row in the window score matrices stacked in order."""
-    windows_as_sequences: bool
+    windowed_documents: frozenset[int]
+    """Documents whose windows are separate sequences."""
+    _offsets: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]] = field(default_factory=list)
 
     @staticmethod
-    def of(
-        documents: Sequence[EncodedText],
-        window_scores: Sequence[WindowScores],
-        *,
-        per_window: Callable[[EncodedText], bool],
-    ) -> TokenBatch:
+    def of(documents: Sequence[EncodedText], *, per_window: Callable[[EncodedText], bool]) -> TokenBatch:
         texts = [doc.text for doc in documents]
         text_lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         text_base = np.cumsum(text_lengths + 1) - text_lengths
@@ -63,14 +57,14 @@ class TokenBatch:
         sequences: list[tuple[int, int, int]] = []
         first_rows: list[int] = []  # row of each sequence's first token, where its rows are contiguous
         merged: dict[int, IndexArray] = {}  # sequence -> rows, where windows are merged per token
-        windows_as_sequences = False
+        windowed: set[int] = set()
         row = 0
         for index, doc in enumerate(documents):
             if len(doc.windows) == 1:
                 sequences.append((index, 0, doc.num_tokens))
                 first_rows.append(row + doc.content_offset)
             elif per_window(doc):
-                windows_as_sequences = True
+                windowed.add(index)
                 for window_index, window in enumerate(doc.windows):
                     start, stop = doc.window_range(window_index)
                     sequences.append((index, start, stop))
@@ -83,62 +77,64 @@ class TokenBatch:
                 first_rows.append(0)
             row += sum(len(window) for window in doc.windows)
 
-        whole = all(start == 0 and stop == documents[index].num_tokens for index, start, stop in sequences)
         lengths = np.fromiter((stop - start for _, start, stop in sequences), dtype=np.int64, count=len(sequences))
         sequence_base = np.cumsum(lengths) - lengths
-        count = int(lengths.sum())
-        rows = np.repeat(np.asarray(first_rows, dtype=np.int64) - sequence_base, lengths) + np.arange(count)
+        rows = np.repeat(np.asarray(first_rows, dtype=np.int64) - sequence_base, lengths) + np.arange(lengths.sum())
         for sequence, sequence_rows in merged.items():
             rows[sequence_base[sequence] : sequence_base[sequence] + lengths[sequence]] = sequence_rows
-        if whole:
-            starts = _concatenate([doc.starts for doc in documents], np.int32)
-            ends = _concatenate([doc.ends for doc in documents], np.int32)
-        else:
-            starts = _concatenate([documents[i].starts[a:b] for i, a, b in sequences], np.int32)
-            ends = _concatenate([documents[i].ends[a:b] for i, a, b in sequences], np.int32)
         return TokenBatch(
             documents=documents,
-            window_scores=window_scores,
             texts=texts,
             points=points,
             text_base=text_base,
             sequences=sequences,
             document_of_sequence=np.array([i for i, _, _ in sequences], dtype=np.intp),
+            sequence_base=sequence_base,
             sequence_of=np.repeat(np.arange(len(sequences), dtype=np.intp), lengths),
-            starts=starts,
-            ends=ends,
             rows=rows.astype(np.intp),
-            windows_as_sequences=windows_as_sequences,
+            windowed_documents=frozenset(windowed),
         )
 
-    def token_scores(self, *, logits: bool, need_rows: bool) -> TokenScores:
-        """Each token's best class and probability (and every label's, where ``need_rows``)."""
-        if not any(isinstance(scores, BestLabels) for scores in self.window_scores):
-            matrices = [scores for scores in self.window_scores if not isinstance(scores, BestLabels)]
-            matrix: FloatArray = _concatenate(matrices, np.float32)[self.rows]
-            return TokenScores.of(softmax(matrix) if logits else matrix)
-        if need_rows:
-            raise ValueError("the engine returned best labels only, but every label's score is needed")
-        best = [s if isinstance(s, BestLabels) else BestLabels.of(softmax(s) if logits else s)
-                for s in self.window_scores]
-        classes = _concatenate([b.classes for b in best], np.intp)[self.rows].astype(np.intp)
-        scores = _concatenate([b.scores for b in best], np.float32)[self.rows]
-        return TokenScores(classes, scores)
+    def token_scores(self, stacked: Stacked) -> TokenScores:
+        """Each token's best class and probability (and every label's, where the engine sent them)."""
+        if stacked.rows is not None:
+            return TokenScores.of(stacked.rows[self.rows])
+        assert stacked.best is not None
+        return TokenScores(stacked.best.classes[self.rows].astype(np.intp, copy=False), stacked.best.scores[self.rows])
+
+    def offsets(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """Per token of the batch: code point offsets into its own text (built on first use)."""
+        if not self._offsets:
+            docs = self.documents
+            self._offsets.append((
+                concatenate([docs[i].starts[a:b] for i, a, b in self.sequences], np.int32),
+                concatenate([docs[i].ends[a:b] for i, a, b in self.sequences], np.int32),
+            ))
+        return self._offsets[0]
 
     def word_starts(self, *, pipeline_rules: bool) -> npt.NDArray[np.bool_]:
         """Where words begin, per token of the batch (see ``words``)."""
         facts = self.documents[0].facts
-        ids = _concatenate([self.documents[i].token_ids[a:b] for i, a, b in self.sequences], np.int32)
+        ids = concatenate([self.documents[i].token_ids[a:b] for i, a, b in self.sequences], np.int32)
+        starts, ends = self.offsets()
         around = None
         if facts.continuation is None:
-            lengths = [stop - start for _, start, stop in self.sequences]
-            at = np.repeat(self.text_base[self.document_of_sequence], lengths) + self.starts
+            at = self.text_base[self.document_of_sequence[self.sequence_of]] + starts
             around = self.points[at - 1], self.points[at]
-        return word_starts(facts, ids, self.starts, self.ends, around, pipeline_rules=pipeline_rules)
+        return word_starts(facts, ids, starts, ends, around, pipeline_rules=pipeline_rules)
 
-
-def _concatenate(parts: Sequence[npt.NDArray[Any]], dtype: type[_Scalar]) -> npt.NDArray[_Scalar]:
-    if not parts:
-        return np.zeros(0, dtype=dtype)
-    joined: npt.NDArray[_Scalar] = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return joined
+    def character_spans(self, first_tokens: IndexArray, last_tokens: IndexArray) -> tuple[IndexArray, Int64Array,
+                                                                                          Int64Array]:
+        """Document, start and end (code points into its text) of each span of tokens."""
+        sequences = self.sequence_of[first_tokens]
+        documents = self.document_of_sequence[sequences]
+        if self._offsets:
+            starts, ends = self.offsets()
+            return documents, starts[first_tokens].astype(np.int64), ends[last_tokens].astype(np.int64)
+        # Offsets of span edges only, from each document's tokenizer result: a step per span.
+        shift = np.array([first for _, first, _ in self.sequences], dtype=np.int64)[sequences] - self.sequence_base[
+            sequences]
+        pairs = [self.documents[d].token_span(first, last) for d, first, last in
+                 zip(documents.tolist(), (first_tokens + shift).tolist(), (last_tokens + shift).tolist(), strict=True)]
+        edges = np.array(pairs, dtype=np.int64).reshape(len(pairs), 2)
+        return documents, edges[:, 0], edges[:, 1]

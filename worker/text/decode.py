@@ -11,20 +11,21 @@ whitespace. docs/decoding.md states the rules and where they differ from the ref
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import BEST_ONLY_STRATEGIES, WORD_STRATEGIES, Aggregation, Spans, spans_of_sequences
+from worker.text.aggregate import BEST_ONLY_STRATEGIES, WORD_STRATEGIES, Aggregation, spans_of_sequences
 from worker.text.batch import TokenBatch
 from worker.text.characters import is_space
 from worker.text.graphemes import FIRST_JOINER as _FIRST_JOINER
 from worker.text.graphemes import ZWJ as _ZWJ
 from worker.text.graphemes import whole_characters
 from worker.text.schemes import OUTSIDE, LabelScheme, LabelSchemeError, parse_scheme
-from worker.text.scores import BestLabels, WindowScores
+from worker.text.scores import BestLabels, Stacked, WindowScores, stack
 from worker.text.tokenize import EncodedText
 
 __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
@@ -88,17 +89,25 @@ class EntityDecoder:
         """Entities of each document, in text order, or the ``ValueError`` that says why its scores
         cannot be decoded (a caller or engine bug; the other documents are decoded all the same).
         ``window_scores`` scores every window of every document, in order."""
-        if len(window_scores) != sum(len(doc.windows) for doc in documents):
-            raise ValueError(f"{len(window_scores)} score matrices for "
-                             f"{sum(len(doc.windows) for doc in documents)} windows")
-        problems = self._problems(documents, window_scores)
+        windows = sum(len(doc.windows) for doc in documents)
+        if len(window_scores) != windows:
+            raise ValueError(f"{len(window_scores)} score matrices for {windows} windows")
+        if not documents:
+            return []
+        problems = self._shape_problems(documents, window_scores)
         if any(problems):
             return self._decode_valid(documents, window_scores, problems)
-        return self._decode(documents, window_scores)
+        stacked = stack(window_scores, logits=self.scores == "logits")
+        if stacked.has_nan():  # one pass over the whole batch's scores; then find whose they are
+            problems = ["the engine returned NaN scores" if stacked.has_nan(rows) else ""
+                        for rows in _rows_by_document(documents)]
+            return self._decode_valid(documents, window_scores, problems)
+        return list(self._decode(documents, stacked))
 
     def _decode_valid(
         self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], problems: list[str]
     ) -> list[list[Entity] | ValueError]:
+        """The documents without a problem decoded; the others get their problem as the error."""
         valid: list[int] = []
         valid_scores: list[WindowScores] = []
         position = 0
@@ -108,26 +117,19 @@ class EntityDecoder:
                 valid_scores.extend(window_scores[position : position + len(doc.windows)])
             position += len(doc.windows)
         results: list[list[Entity] | ValueError] = [ValueError(problem) for problem in problems]
-        decoded = self._decode([documents[i] for i in valid], valid_scores)
+        decoded = self.decode_batch([documents[i] for i in valid], valid_scores)
         for index, entities in zip(valid, decoded, strict=True):
             results[index] = entities
         return results
 
-    def _decode(
-        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]
-    ) -> list[list[Entity] | ValueError]:
-        if not documents:
-            return []
-        batch = TokenBatch.of(documents, window_scores, per_window=self._per_window)
-        need_rows = self.aggregation not in BEST_ONLY_STRATEGIES
-        tokens = batch.token_scores(logits=self.scores == "logits", need_rows=need_rows)
+    def _decode(self, documents: Sequence[EncodedText], stacked: Stacked) -> list[list[Entity]]:
+        batch = TokenBatch.of(documents, per_window=self._per_window)
+        tokens = batch.token_scores(stacked)
         starts_of_words = None
         if self.aggregation in WORD_STRATEGIES:
             starts_of_words = batch.word_starts(pipeline_rules=self.word_rules == "pipeline")
         spans = spans_of_sequences(
             tokens,
-            batch.starts,
-            batch.ends,
             batch.sequence_of,
             starts_of_words,
             strategy=self.aggregation,
@@ -135,53 +137,75 @@ class EntityDecoder:
             ignored_labels=self._ignored_labels,
             ignored_types=self._ignored_types,
         )
+        found = Found(spans.classes, spans.scores, *batch.character_spans(spans.first_tokens, spans.last_tokens))
+        if batch.windowed_documents:
+            found = found.take(longest_of_overlapping(found, batch.windowed_documents))
         names = self.scheme.labels if self.aggregation == "none" else self.scheme.types
-        if batch.windows_as_sequences:
-            spans = spans.take(longest_of_overlapping(spans, batch.document_of_sequence))
-        return list(finalize_spans(batch, spans, names))
+        return finalize_spans(batch, found, names)
 
     def _per_window(self, encoded: EncodedText) -> bool:
         """The reference pipeline's stride merge: each window decoded alone (see
         ``longest_of_overlapping``)."""
         return self.window_merge == "longest" and len(encoded.windows) > 1 and self.aggregation != "none"
 
-    def _problems(self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]) -> list[str]:
+    def _shape_problems(self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]) -> list[str]:
         """Why each document's scores cannot belong to it ("" when they can)."""
         problems: list[str] = []
-        position = 0
         labels = self.scheme.num_labels
         best_only = self.aggregation in BEST_ONLY_STRATEGIES
+        scores = iter(window_scores)
         for doc in documents:
             problem = ""
-            for window, scores in zip(doc.windows, window_scores[position : position + len(doc.windows)], strict=True):
-                problem = problem or _shape_problem(scores, len(window), labels, best_only=best_only)
-            position += len(doc.windows)
+            for window in doc.windows:
+                problem = _shape_problem(next(scores), len(window), labels, best_only=best_only) or problem
             problems.append(problem)
-        if not any(problems) and not _has_nan(window_scores):
-            return problems
-        position = 0
-        for index, doc in enumerate(documents):
-            mine = window_scores[position : position + len(doc.windows)]
-            position += len(doc.windows)
-            if not problems[index] and _has_nan(mine):
-                problems[index] = "the engine returned NaN scores"
         return problems
 
 
-def longest_of_overlapping(spans: Spans, document_of_sequence: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-    """The reference pipeline's stride merge, for documents whose windows were decoded as
-    separate sequences: of overlapping entities the longest is kept (ties: the higher score).
-    Returns the kept spans' indices, each document's in text order."""
-    documents = document_of_sequence[spans.sequences].tolist()
-    columns = spans.starts.tolist(), spans.ends.tolist(), spans.scores.tolist()
+def _rows_by_document(documents: Sequence[EncodedText]) -> list[slice]:
+    """Each document's rows in its batch's stacked window scores."""
+    slices = []
+    row = 0
+    for doc in documents:
+        rows = sum(len(window) for window in doc.windows)
+        slices.append(slice(row, row + rows))
+        row += rows
+    return slices
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Spans placed in their documents' texts (offsets not yet cleaned)."""
+
+    classes: npt.NDArray[np.intp]
+    scores: npt.NDArray[np.float32]
+    documents: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def take(self, index: npt.NDArray[np.intp]) -> Found:
+        return Found(self.classes[index], self.scores[index], self.documents[index], self.starts[index],
+                     self.ends[index])
+
+
+def longest_of_overlapping(found: Found, windowed: Collection[int]) -> npt.NDArray[np.intp]:
+    """The reference pipeline's stride merge, for the ``windowed`` documents, whose windows were
+    decoded as separate sequences: of overlapping entities the longest is kept (ties: the higher
+    score). Returns the kept spans' indices, each document's in text order."""
+    columns = found.documents.tolist(), found.starts.tolist(), found.ends.tolist(), found.scores.tolist()
     by_document: dict[int, list[tuple[int, int, float, int]]] = {}
-    for index, (document, start, end, score) in enumerate(zip(documents, *columns, strict=True)):
+    for index, (document, start, end, score) in enumerate(zip(*columns, strict=True)):
         by_document.setdefault(document, []).append((start, end, score, index))
     kept_all: list[int] = []
     for document in sorted(by_document):
-        found = sorted(by_document[document], key=lambda span: span[0])
+        if document not in windowed:
+            kept_all.extend(span[3] for span in by_document[document])
+            continue
         kept: list[tuple[int, int, float, int]] = []
-        for span in found:
+        for span in sorted(by_document[document], key=lambda span: span[0]):
             if not kept:
                 kept.append(span)
                 continue
@@ -196,7 +220,7 @@ def longest_of_overlapping(spans: Spans, document_of_sequence: npt.NDArray[np.in
     return np.array(kept_all, dtype=np.intp)
 
 
-def finalize_spans(batch: TokenBatch, spans: Spans, names: Sequence[str]) -> list[list[Entity]]:
+def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str]) -> list[list[Entity]]:
     """Each document's entities with clean spans, in this order: a span is widened so that it
     never separates a character from the marks joined to it (``graphemes``), an entity that would
     overlap the previous one starts where that one ends (two byte-level pieces of one character
@@ -204,19 +228,18 @@ def finalize_spans(batch: TokenBatch, spans: Spans, names: Sequence[str]) -> lis
     dropped."""
     texts = batch.texts
     results: list[list[Entity]] = [[] for _ in texts]
-    if not len(spans):
+    if not len(found):
         return results
-    documents = batch.document_of_sequence[spans.sequences]
-    starts, ends = spans.starts.astype(np.int64), spans.ends.astype(np.int64)
+    starts, ends = found.starts, found.ends
     # Most spans need none of the above: find, in one pass over all documents, those that might.
     # The batch's code points keep a 0 (not a space, not a joiner) before and after every text.
-    base = batch.text_base[documents]
+    base = batch.text_base[found.documents]
     points = batch.points
     first, last, after = points[base + starts], points[base + ends - 1], points[base + ends]
     joiner_near = (first >= _FIRST_JOINER) | (after >= _FIRST_JOINER) | (points[base + starts - 1] == _ZWJ)
     careful = (ends <= starts) | joiner_near | (last == _ZWJ) | is_space(first) | is_space(last)
-    labels = [names[c] for c in spans.classes.tolist()]
-    columns = documents.tolist(), labels, spans.scores.tolist(), starts.tolist(), ends.tolist(), careful.tolist()
+    labels = [names[c] for c in found.classes.tolist()]
+    columns = found.documents.tolist(), labels, found.scores.tolist(), starts.tolist(), ends.tolist(), careful.tolist()
     previous_document, previous_end, text, entities = -1, 0, "", results[0]
     for document, label, score, start, end, slow in zip(*columns, strict=True):
         if document != previous_document:
@@ -249,10 +272,6 @@ def _shape_problem(scores: WindowScores, tokens: int, labels: int, *, best_only:
     if scores.shape != (tokens, labels):
         return f"scores of shape {scores.shape} for a window of {tokens} tokens and {labels} labels"
     return ""
-
-
-def _has_nan(window_scores: Sequence[WindowScores]) -> bool:
-    return any(bool(np.isnan(s.scores if isinstance(s, BestLabels) else s).any()) for s in window_scores)
 
 
 def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:

@@ -8,17 +8,21 @@ need the full matrix.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
 
 @dataclass(frozen=True, slots=True)
 class BestLabels:
     """Each token's best class id and its probability (softmax, never a logit)."""
 
-    classes: npt.NDArray[np.intp] | npt.NDArray[np.int16] | npt.NDArray[np.uint8]
+    classes: npt.NDArray[np.integer[Any]]
     scores: npt.NDArray[np.float32]
 
     def __len__(self) -> int:
@@ -33,3 +37,41 @@ class BestLabels:
 
 WindowScores = npt.NDArray[np.float32] | BestLabels
 """``[len(window), num_labels]`` float32 scores, or ``BestLabels`` of ``len(window)`` tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stacked:
+    """A batch's window scores stacked in one array: probability rows, or best labels."""
+
+    rows: npt.NDArray[np.float32] | None
+    best: BestLabels | None
+
+    def has_nan(self, rows: slice = slice(None)) -> bool:
+        scores = self.rows[rows] if self.rows is not None else self.best.scores[rows] if self.best else None
+        return scores is not None and bool(np.isnan(scores).any())
+
+
+def stack(window_scores: Sequence[WindowScores], *, logits: bool) -> Stacked:
+    """One array for all windows (one copy); logits become probabilities. Matrices among best
+    labels (an engine that answered both ways) are reduced to their best labels."""
+    matrices = [scores for scores in window_scores if not isinstance(scores, BestLabels)]
+    if len(matrices) == len(window_scores):
+        rows = concatenate(matrices, np.float32)
+        return Stacked(softmax(rows) if logits else rows, None)
+    best = [s if isinstance(s, BestLabels) else BestLabels.of(softmax(s) if logits else s) for s in window_scores]
+    classes = concatenate([b.classes for b in best], np.intp).astype(np.intp, copy=False)
+    return Stacked(None, BestLabels(classes, concatenate([b.scores for b in best], np.float32)))
+
+
+def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Row softmax with the max shift, as the reference pipeline computes it (float32)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    result: npt.NDArray[np.float32] = shifted / shifted.sum(axis=-1, keepdims=True)
+    return result
+
+
+def concatenate(parts: Sequence[npt.NDArray[Any]], dtype: type[_Scalar]) -> npt.NDArray[_Scalar]:
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    joined: npt.NDArray[_Scalar] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return joined
