@@ -172,10 +172,13 @@ def _sparse_texts(tokenizer: DocumentTokenizer, count: int, *, target: int) -> l
     texts = []
     for _ in range(count):
         sentence = synth.sentence().text
-        words = [rng.choice(FILLER) for _ in range(target - _tokens(tokenizer, sentence) - 4)]
+        words = [rng.choice(FILLER) for _ in range(target)]
         cut = rng.randrange(len(words))
-        filler_before = " ".join(words[:cut]).capitalize()
-        text = f"{filler_before}. {sentence} {' '.join(words[cut:]).capitalize()}."
+        text = ""
+        while not text or _tokens(tokenizer, text) > target:
+            words.pop(rng.randrange(len(words)))
+            cut = min(cut, len(words))
+            text = f"{' '.join(words[:cut]).capitalize()}. {sentence} {' '.join(words[cut:]).capitalize()}."
         texts.append(text.lstrip(". "))
     return texts
 

@@ -98,9 +98,9 @@ class EntityDecoder:
         if any(problems):
             return self._decode_valid(documents, window_scores, problems)
         stacked = stack(window_scores, logits=self.scores == "logits")
-        if stacked.has_nan():  # one pass over the whole batch's scores; then find whose they are
-            problems = ["the engine returned NaN scores" if stacked.has_nan(rows) else ""
-                        for rows in _rows_by_document(documents)]
+        labels = self.scheme.num_labels
+        if stacked.problem(labels):  # one pass over the whole batch's scores; then find whose they are
+            problems = [stacked.problem(labels, rows) for rows in _rows_by_document(documents)]
             return self._decode_valid(documents, window_scores, problems)
         return list(self._decode(documents, stacked))
 
@@ -266,8 +266,6 @@ def _shape_problem(scores: WindowScores, tokens: int, labels: int, *, best_only:
             return "the engine returned best labels only, but this aggregation needs every label's score"
         if len(scores) != tokens:
             return f"best labels of {len(scores)} tokens for a window of {tokens} tokens"
-        if len(scores) and not 0 <= int(scores.classes.min()) <= int(scores.classes.max()) < labels:
-            return f"best labels outside 0..{labels - 1}"
         return ""
     if scores.shape != (tokens, labels):
         return f"scores of shape {scores.shape} for a window of {tokens} tokens and {labels} labels"

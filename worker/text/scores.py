@@ -46,9 +46,17 @@ class Stacked:
     rows: npt.NDArray[np.float32] | None
     best: BestLabels | None
 
-    def has_nan(self, rows: slice = slice(None)) -> bool:
-        scores = self.rows[rows] if self.rows is not None else self.best.scores[rows] if self.best else None
-        return scores is not None and bool(np.isnan(scores).any())
+    def problem(self, num_labels: int, rows: slice = slice(None)) -> str:
+        """Why these rows cannot be decoded: NaN scores, or best labels that are no class."""
+        if self.rows is not None:
+            return "the engine returned NaN scores" if np.isnan(self.rows[rows]).any() else ""
+        assert self.best is not None
+        if np.isnan(self.best.scores[rows]).any():
+            return "the engine returned NaN scores"
+        classes = self.best.classes[rows]
+        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < num_labels:
+            return f"best labels outside 0..{num_labels - 1}"
+        return ""
 
 
 def stack(window_scores: Sequence[WindowScores], *, logits: bool) -> Stacked:

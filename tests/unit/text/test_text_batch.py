@@ -97,3 +97,14 @@ def test_a_wrong_number_of_score_matrices_is_refused():
     with pytest.raises(ValueError, match="score matrices"):
         EntityDecoder(ID2LABEL, scores="logits").decode_batch(encoded, scores[0])
 
+
+
+def test_best_labels_that_are_no_class_fail_their_document_alone():
+    encoded, scores = _batch(["Anna met Bob in Paris", "zoe muller visited paris"], "wordpiece", 16, 0.25, 7, True,
+                             logits=False)
+    best = [BestLabels.of(s) for doc_scores in scores for s in doc_scores]
+    best[1] = BestLabels(np.full(len(best[1]), 9), best[1].scores)
+    decoder = EntityDecoder(ID2LABEL)
+    first, second = decoder.decode_batch(encoded, best)
+    assert first == decoder.decode(encoded[0], scores[0])
+    assert isinstance(second, ValueError) and "outside 0..8" in str(second)
