@@ -60,10 +60,12 @@ class TokenBatch:
         windowed: set[int] = set()
         row = 0
         for index, doc in enumerate(documents):
-            if len(doc.windows) == 1:
+            if len(doc.windows) == 1:  # the common case, kept short: this loop runs per document
                 sequences.append((index, 0, doc.num_tokens))
                 first_rows.append(row + doc.content_offset)
-            elif per_window(doc):
+                row += len(doc.windows[0])
+                continue
+            if per_window(doc):
                 windowed.add(index)
                 for window_index, window in enumerate(doc.windows):
                     start, stop = doc.window_range(window_index)
@@ -134,7 +136,9 @@ class TokenBatch:
         # Offsets of span edges only, from each document's tokenizer result: a step per span.
         shift = np.array([first for _, first, _ in self.sequences], dtype=np.int64)[sequences] - self.sequence_base[
             sequences]
-        pairs = [self.documents[d].token_span(first, last) for d, first, last in
-                 zip(documents.tolist(), (first_tokens + shift).tolist(), (last_tokens + shift).tolist(), strict=True)]
-        edges = np.array(pairs, dtype=np.int64).reshape(len(pairs), 2)
-        return documents, edges[:, 0], edges[:, 1]
+        encodings = [doc.encoding for doc in self.documents]
+        firsts, lasts = (first_tokens + shift).tolist(), (last_tokens + shift).tolist()
+        owners = documents.tolist()
+        begins = [encodings[d].token_to_chars(first)[0] for d, first in zip(owners, firsts, strict=True)]
+        finishes = [encodings[d].token_to_chars(last)[1] for d, last in zip(owners, lasts, strict=True)]
+        return documents, np.array(begins, dtype=np.int64), np.array(finishes, dtype=np.int64)

@@ -150,9 +150,14 @@ class EntityDecoder:
 
     def _shape_problems(self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]) -> list[str]:
         """Why each document's scores cannot belong to it ("" when they can)."""
-        problems: list[str] = []
         labels = self.scheme.num_labels
         best_only = self.aggregation in BEST_ONLY_STRATEGIES
+        sizes = [len(window) for doc in documents for window in doc.windows]
+        if all(scores.classes.shape == (size,) if isinstance(scores, BestLabels) else scores.shape == (size, labels)
+               for scores, size in zip(window_scores, sizes, strict=True)) and (
+                best_only or not any(isinstance(scores, BestLabels) for scores in window_scores)):
+            return [""] * len(documents)  # the common case, in one pass
+        problems: list[str] = []
         scores = iter(window_scores)
         for doc in documents:
             problem = ""

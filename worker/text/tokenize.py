@@ -72,7 +72,7 @@ class EncodedText:
     encoding: Any
     """The fast tokenizer's own ``Encoding`` of the text. Ids and offsets become arrays only when
     asked for: a tuple per token costs more than the rest of a short document's decoding, and
-    the grouping strategies need the offsets of span edges only (``token_span``)."""
+    the grouping strategies need the offsets of span edges only (``Encoding.token_to_chars``)."""
     ids: list[int]
     _arrays: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict, repr=False)
 
@@ -102,13 +102,6 @@ class EncodedText:
             count = self.num_tokens
             offsets = self._arrays["offsets"] = np.fromiter(flat, dtype=np.int32, count=2 * count).reshape(count, 2)
         return offsets
-
-    def token_span(self, first: int, last: int) -> tuple[int, int]:
-        """Code point offsets from the start of token ``first`` to the end of token ``last``."""
-        offsets = self._arrays.get("offsets")
-        if offsets is not None:
-            return int(offsets[first, 0]), int(offsets[last, 1])
-        return self.encoding.token_to_chars(first)[0], self.encoding.token_to_chars(last)[1]
 
     def window_range(self, index: int) -> tuple[int, int]:
         """Content token range ``[start, stop)`` of window ``index``."""
