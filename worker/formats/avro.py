@@ -6,7 +6,6 @@ compatible evolution of the input's: readers of the input schema can read the ou
 
 from __future__ import annotations
 
-import decimal
 import io
 from typing import Any
 
@@ -75,17 +74,3 @@ class AvroCodec:
 
 def _fields(spec: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
     return [{"name": name, "type": kind} for name, kind in spec]
-
-
-def json_safe(value: Any) -> Any:
-    """A decoded Avro value with bytes as Avro's JSON encoding writes them (one character per
-    byte) and decimals as strings, so that JSON output can carry it."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [json_safe(item) for item in value]
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    return value

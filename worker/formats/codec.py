@@ -7,6 +7,7 @@ one, and derives the output schema: the input's schema with ``entities`` and ``n
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,3 +58,17 @@ class AddedFields:
 
 
 ADDED = AddedFields()
+
+
+def json_safe(value: Any) -> Any:
+    """A decoded Avro value with bytes as Avro's JSON encoding writes them (one character per
+    byte) and decimals as strings, so that JSON output can carry it."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value

@@ -20,10 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from worker.formats.avro import AvroCodec, json_safe
-from worker.formats.codec import Codec, InvalidPayload, SchemaProblem
-from worker.formats.json_schema import JsonSchemaCodec
-from worker.formats.protobuf import ProtobufCodec
+from worker.formats.codec import Codec, InvalidPayload, SchemaProblem, json_safe
 from worker.formats.registry import (
     RegisteredSchema,
     RegistryUnavailable,
@@ -241,14 +238,22 @@ class SchemaResolver:
 
 def _codec(fmt: RegistryFormat, schema: RegisteredSchema, indexes: tuple[int, ...],
            imports: Mapping[str, str]) -> Codec:
+    # The codecs (fastavro, jsonschema, protobuf with protoc) are imported only for the format in
+    # use: the stream imports this module for every input format, JSON and text included.
     if fmt == "avro":
+        from worker.formats.avro import AvroCodec
+
         if imports:
             raise SchemaProblem("Avro schemas with references are not supported")
         return AvroCodec(schema)
     if fmt == "json-schema":
+        from worker.formats.json_schema import JsonSchemaCodec
+
         if imports:
             raise SchemaProblem("JSON Schemas with references are not supported")
         return JsonSchemaCodec(schema)
+    from worker.formats.protobuf import ProtobufCodec
+
     return ProtobufCodec(schema, indexes, imports)
 
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 
-from worker.formats.avro import AvroCodec, json_safe
-from worker.formats.codec import InvalidPayload, SchemaProblem
+from worker.formats.avro import AvroCodec
+from worker.formats.codec import InvalidPayload, SchemaProblem, json_safe
 from worker.formats.json_schema import JsonSchemaCodec
 from worker.formats.proto_text import proto_source
 from worker.formats.protobuf import MAIN_FILE, ProtobufCodec, compile_proto
