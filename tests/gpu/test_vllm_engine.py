@@ -22,6 +22,7 @@ from tests.parity.corpus import corpus
 from worker.bundled_model import TINY_NER_PATH
 from worker.engine.base import EngineError
 from worker.text.decode import EntityDecoder
+from worker.text.scores import BestLabels
 from worker.text.tokenize import DocumentTokenizer, EncodedText
 
 
@@ -120,6 +121,22 @@ def test_bfloat16_spans_agree(model_dir: Path, texts: list[str]) -> None:
     figures = _compare(model_dir, texts, "bfloat16")
     assert figures["spans_vllm"] > 0
     assert figures["agreement"] >= 0.995
+
+
+def test_best_labels_from_the_replicas_decode_to_the_same_entities(model_dir: Path, texts: list[str]) -> None:
+    """The replicas' compact answer (each token's best label and its probability) gives the
+    entities the full probability rows give, scores included."""
+    from worker.engine.vllm.engine import VllmEngine
+
+    best = VllmEngine(str(model_dir), replicas=1, dtype="float32", gpu_memory_utilization=0.3, best_labels=True)
+    full = VllmEngine(str(model_dir), replicas=1, dtype="float32", gpu_memory_utilization=0.3)
+    got, got_scores = _annotate(best, model_dir, texts)
+    want, _ = _annotate(full, model_dir, texts)
+    assert got_scores and all(isinstance(s, BestLabels) for s in got_scores)
+    assert _spans(got) == _spans(want) and len(_spans(want)) > 0
+    by_span = {(i, e["label"], e["start"], e["end"]): e["score"] for i, doc in enumerate(want) for e in doc}
+    assert max(abs(e["score"] - by_span[(i, e["label"], e["start"], e["end"])])
+               for i, doc in enumerate(got) for e in doc) < 1e-5
 
 
 def test_a_dead_replica_fails_its_batch_and_the_engine_reports_it(model_dir: Path) -> None:
