@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.engine.vllm import wire
+from worker.engine import wire
 from worker.engine.vllm.engine import VllmEngine, llm_arguments
 from worker.engine.vllm.replicas import split_evenly
 

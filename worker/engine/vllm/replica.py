@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from worker.engine.vllm import wire
+from worker.engine import wire
 
 
 @dataclass(slots=True)

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from worker.engine import wire
 from worker.engine.base import EngineError, WindowScores
-from worker.engine.vllm import wire
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The framing between the worker and its vLLM engine replica processes.
+"""The framing between the worker and its engine processes (vLLM replicas, the engine host).
 
 Every message is one frame: a 16-byte header (kind, payload length, request id; little endian)
 and a payload. Token ids travel as one int32 array per request, scores come back as one
@@ -7,8 +7,10 @@ few system calls instead of per-window pickling.
 
     REQUEST  u32 window count, count x i32 window lengths, then all token ids as i32
     RESULT   u32 rows, u32 columns, then rows x columns f32 (the windows' scores, stacked)
-    ERROR    UTF-8 message: the request failed; the replica goes on
-    READY    UTF-8 JSON: the replica has loaded its model and warmed up
+    ERROR    UTF-8 message: the request failed; the peer goes on
+    READY    UTF-8 JSON: the engine has loaded its model (and says what it is)
+    STATS    empty (a question) or UTF-8 JSON (the answer): the engine host's counters
+    HEALTH   one byte, 1 or 0: the engine host's engine can take work, or not any more
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 HEADER = struct.Struct("<IIQ")
-REQUEST, RESULT, ERROR, READY = 1, 2, 3, 4
-KINDS = {REQUEST: "request", RESULT: "result", ERROR: "error", READY: "ready"}
+REQUEST, RESULT, ERROR, READY, STATS, HEALTH = 1, 2, 3, 4, 5, 6
+KINDS = {REQUEST: "request", RESULT: "result", ERROR: "error", READY: "ready", STATS: "stats", HEALTH: "health"}
 MAX_PAYLOAD = 2**32 - 1
 _U32 = struct.Struct("<I")
 _U32_PAIR = struct.Struct("<II")
@@ -118,7 +120,7 @@ class FrameBuffer:
 
 
 def read_frame(sock: socket.socket) -> Frame | None:
-    """Blocking read of one frame (used by the replica); None on a clean end of stream."""
+    """Blocking read of one frame (used by the vLLM replica); None on a clean end of stream."""
     header = _read_exactly(sock, HEADER.size, allow_eof=True)
     if header is None:
         return None
