@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,8 +28,11 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
+        # A session of its own: kill() takes the worker's stream processes with it, as a pod's
+        # container dies whole.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run"], env=self.env, cwd=REPO, stdout=log, stderr=log
+            [sys.executable, "-m", "worker.cli", "run"], env=self.env, cwd=REPO, stdout=log, stderr=log,
+            start_new_session=True,
         )
         return self
 
@@ -56,8 +60,11 @@ class WorkerProcess:
         return code, time.monotonic() - started
 
     def kill(self) -> None:
+        """SIGKILL the worker and every process of its session (its stream processes; an engine
+        host has a session of its own and stops when its parent has gone)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
     def log(self) -> str:

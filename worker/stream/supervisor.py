@@ -221,7 +221,8 @@ class Supervisor:
 
         log.info("starting the engine host: engine %s with model %s", self.settings.engine, self.settings.model)
         try:
-            self.engine = HostedEngine.from_settings(self.settings, self.host.socket_path)
+            # Reads the model's config (importing transformers: seconds): off the loop that answers probes.
+            self.engine = await asyncio.to_thread(HostedEngine.from_settings, self.settings, self.host.socket_path)
         except Exception as exc:  # the model's config cannot be read
             log.error("cannot start: NER_MODEL=%s: the %s engine cannot load it: %s",
                       self.settings.model, self.settings.engine, exc)
