@@ -27,22 +27,6 @@ PARTITIONS = 4
 DOCUMENTS = 1200
 
 
-def child_pids(parent: int, program: str) -> list[int]:
-    """Processes whose parent is ``parent`` and whose command line names ``program``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and program in cmdline:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 def wait_for(condition: Callable[[], bool], what: str, worker: WorkerProcess, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -168,7 +152,7 @@ def test_a_killed_stream_process_is_restarted_without_loss(kafka_bootstrap: str,
     worker = run.start()
     assert worker.process is not None
     try:
-        members = child_pids(worker.process.pid, "worker.stream.member")
+        members = worker.children("worker.stream.member")
         assert len(members) == 2, members
         os.kill(members[0], signal.SIGKILL)
         time.sleep(0.5)
@@ -176,7 +160,7 @@ def test_a_killed_stream_process_is_restarted_without_loss(kafka_bootstrap: str,
         assert status == 503 and not all(checks.values()), checks
         wait_for(lambda: worker.metric("ner_stream_process_restarts_total") == 1, "a restart", worker)
         wait_for(lambda: run.readiness()[0] == 200, "ready again", worker)
-        replacement = child_pids(worker.process.pid, "worker.stream.member")
+        replacement = worker.children("worker.stream.member")
         assert len(replacement) == 2 and members[0] not in replacement and members[1] in replacement
         wait_for(lambda: sum(p or 0 for p in run.committed().values()) >= DOCUMENTS * 3, "all committed", worker)
         code, _ = worker.terminate()
@@ -196,7 +180,7 @@ def test_an_engine_host_that_dies_makes_the_worker_unready_and_stops_it(kafka_bo
     worker = run.start()
     assert worker.process is not None
     try:
-        (host,) = child_pids(worker.process.pid, "worker.engine.host")
+        (host,) = worker.children("worker.engine.host")
         os.kill(host, signal.SIGKILL)
         time.sleep(0.1)
         status, checks = run.readiness()

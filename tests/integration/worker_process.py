@@ -67,5 +67,22 @@ class WorkerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def children(self, module: str) -> list[int]:
+        """Pids of this worker's child processes running ``python -m <module>`` (stream processes:
+        ``worker.stream.member``; the engine host: ``worker.engine.host``)."""
+        assert self.process is not None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+            if parent == self.process.pid and module.encode() in arguments:
+                found.append(int(entry.name))
+        return sorted(found)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""

@@ -12,7 +12,8 @@ the GPU busy. The default leaves cores to the engine:
 * the remote engine (the model runs on another machine): **cores / 2**, at least 1.
 
 "Cores" honours the CPU affinity and a container's CPU limit (cgroup v2 ``cpu.max``), not the
-host's count. These defaults are starting points: measure, then set ``NER_PROCESSES``.
+host's count; a pod without a CPU limit sees the node's cores, so a derived count is never above
+``MAX_DERIVED``. These defaults are starting points: measure, then set ``NER_PROCESSES``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from worker.settings import Settings
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+MAX_DERIVED = 8
 
 
 def process_count(settings: Settings, *, cores: int | None = None, gpu: bool | None = None) -> int:
@@ -33,10 +35,10 @@ def process_count(settings: Settings, *, cores: int | None = None, gpu: bool | N
         return settings.processes
     cores = available_cores() if cores is None else cores
     if settings.engine == "remote":
-        return max(1, cores // 2)
+        return max(1, min(MAX_DERIVED, cores // 2))
     on_gpu = settings.engine == "vllm" or settings.device == "cuda" or (
         settings.device == "auto" and (gpu_visible() if gpu is None else gpu))
-    return max(1, cores // 4) if on_gpu else 1
+    return max(1, min(MAX_DERIVED, cores // 4)) if on_gpu else 1
 
 
 def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:

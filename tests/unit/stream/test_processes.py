@@ -37,8 +37,10 @@ def test_process_count_follows_the_setting_or_the_engine_and_cores(environ: dict
     assert process_count(load_settings(environ), cores=16, gpu=gpu) == expected
 
 
-def test_process_count_is_at_least_one_on_a_small_host() -> None:
+def test_process_count_is_at_least_one_on_a_small_host_and_at_most_eight_on_a_large_one() -> None:
     assert process_count(load_settings({"NER_ENGINE": "vllm"}), cores=2, gpu=True) == 1
+    assert process_count(load_settings({"NER_ENGINE": "vllm"}), cores=128, gpu=True) == 8
+    assert process_count(load_settings({"NER_PROCESSES": "12"}), cores=2) == 12  # a chosen count stands
     assert process_count(load_settings({"NER_ENGINE": "remote", "NER_REMOTE_URL": "http://e"}), cores=1) == 1
 
 
