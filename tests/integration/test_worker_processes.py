@@ -13,11 +13,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from tests.chaos.harness import document, expected_dead, read_results, tally
+from tests.chaos.harness import expected_dead, produce, read_results, tally
 from tests.fixtures.kafka import committed_offsets, create_topics, stream_env, stream_names
 from tests.integration.worker_process import WorkerProcess
 
@@ -33,17 +33,6 @@ def wait_for(condition: Callable[[], bool], what: str, worker: WorkerProcess, ti
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}\n{worker.log()}")
         time.sleep(0.25)
-
-
-async def produce(bootstrap: str, topic: str, count: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=20)
-    await producer.start()
-    try:
-        for number in range(count):
-            await producer.send(topic, document(number), key=str(number).encode(), partition=number % PARTITIONS)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def members_with_partitions(bootstrap: str, group: str) -> int:
@@ -120,7 +109,7 @@ def test_two_processes_share_the_partitions_and_drain_and_commit_on_sigterm(
         assert checks["engine_host"]
         wait_for(lambda: asyncio.run(members_with_partitions(kafka_bootstrap, run.names["group"])) == 2,
                  "both stream processes own partitions", worker)
-        asyncio.run(produce(kafka_bootstrap, run.names["in"], DOCUMENTS))
+        asyncio.run(produce(kafka_bootstrap, run.names["in"], DOCUMENTS, PARTITIONS))
         wait_for(lambda: run.acknowledged() >= DOCUMENTS, "every record published or dead-lettered", worker)
         if delivery == "at-least-once":
             assert not any(run.committed().values()), "nothing is committed before the drain"
@@ -148,7 +137,7 @@ def test_two_processes_share_the_partitions_and_drain_and_commit_on_sigterm(
 
 def test_a_killed_stream_process_is_restarted_without_loss(kafka_bootstrap: str, tmp_path: Path) -> None:
     run = TwoProcesses(kafka_bootstrap, tmp_path, NER_COMMIT_INTERVAL_MS="200", NER_MAX_BATCH_DOCUMENTS="64")
-    asyncio.run(produce(kafka_bootstrap, run.names["in"], DOCUMENTS * 3))
+    asyncio.run(produce(kafka_bootstrap, run.names["in"], DOCUMENTS * 3, PARTITIONS))
     worker = run.start()
     assert worker.process is not None
     try:

@@ -206,7 +206,9 @@ class Supervisor:
             codes = await self._stop_members()
             if failure is not None:
                 return failure
-            return EXIT_UNFINISHED if any(code != 0 for code in codes) else 0
+            # Killed by the SIGTERM itself: it came before the process set its handlers, that
+            # is before it read any record.
+            return EXIT_UNFINISHED if any(code not in (0, -signal.SIGTERM) for code in codes) else 0
         finally:
             await self._stop_engine_host()
             await self.http.close()
