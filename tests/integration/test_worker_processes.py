@@ -178,4 +178,4 @@ def test_an_engine_host_that_dies_makes_the_worker_unready_and_stops_it(kafka_bo
     finally:
         worker.kill()
     assert code == 1, worker.log()
-    assert "the engine host exited" in worker.log()
+    assert "the engine host exited" in worker.log_path.read_text()
