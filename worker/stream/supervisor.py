@@ -74,14 +74,14 @@ class StreamProcess:
         self._engine_socket = engine_socket
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "worker.stream.member", "--index", str(self.index),
+                "--status-file", str(self.status_file), "--parent-pid", str(os.getpid()),
+                "--engine-socket", self._engine_socket]
+
     def start(self) -> None:
         self.status_file.unlink(missing_ok=True)  # a report of an earlier process is not this one's
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.stream.member", "--index", str(self.index),
-             "--status-file", str(self.status_file), "--parent-pid", str(os.getpid()),
-             "--engine-socket", self._engine_socket],
-            env=self._env, stdin=subprocess.DEVNULL,
-        )
+        self.process = subprocess.Popen(self.command(), env=self._env, stdin=subprocess.DEVNULL)
         log.info("stream process %d started (pid %d)", self.index, self.process.pid)
 
     @property

@@ -3,6 +3,7 @@ and the metrics of several processes merged into one exposition."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from worker.stream.health import StreamStatus
 from worker.stream.member_status import STALE_AFTER_S, read_report, write_report
 from worker.stream.metrics import SupervisorMetrics
 from worker.stream.processes import available_cores, process_count
-from worker.stream.supervisor import RestartBudget
+from worker.stream.supervisor import MAX_RESTARTS, RestartBudget, StreamProcess, Supervisor
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -116,3 +117,40 @@ def test_supervisor_metrics_merge_every_stream_process(tmp_path: Path) -> None:
     assert 'ner_worker_info{version="x"} 1.0' in text
     assert "process_cpu_seconds_total" in text
     assert "pid=" not in text  # every gauge merges over processes
+
+
+def _supervise(monkeypatch: pytest.MonkeyPatch, program: str, tmp_path: Path) -> int:
+    """Run the supervisor (remote engine: no engine host) over stream processes that run
+    ``program`` instead of the stream, with the restart budget's window long enough to count."""
+    def command(process: StreamProcess) -> list[str]:
+        return [sys.executable, "-c", program, str(process.index), str(tmp_path)]
+
+    monkeypatch.setattr(StreamProcess, "command", command)
+    settings = load_settings({"NER_ENGINE": "remote", "NER_REMOTE_URL": "http://engine", "NER_HTTP_PORT": "0"})
+    return asyncio.run(asyncio.wait_for(Supervisor(settings, 2).run(), 60))
+
+
+_DIES_AT_ONCE = "import sys; sys.exit(1)"
+
+
+def test_stream_processes_that_keep_dying_are_restarted_until_the_budget_is_spent(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert _supervise(monkeypatch, _DIES_AT_ONCE, tmp_path) == 1
+    restarts = [r for r in caplog.records if r.getMessage().endswith("restarting it")]
+    assert len(restarts) == MAX_RESTARTS
+    assert "the restart budget (3 within 60s) is spent" in caplog.text
+
+
+_CANNOT_START = """
+import sys, time
+if sys.argv[1] == "1":
+    sys.exit(3)
+time.sleep(60)
+"""
+
+
+def test_a_stream_process_that_cannot_start_stops_the_worker_with_its_status(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    started = time.monotonic()
+    assert _supervise(monkeypatch, _CANNOT_START, tmp_path) == 3  # no restart: it would fail again
+    assert time.monotonic() - started < 30  # the other process was stopped (SIGTERM), not waited for
