@@ -32,6 +32,19 @@ from worker.stream.member_status import REPORT_INTERVAL_S, write_report
 log = logging.getLogger("worker.stream.member")
 
 
+class _NamedProcess(logging.Filter):
+    """Begins every log line of this process with its number: the stream processes of a worker
+    share one log stream."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._prefix = f"stream process {index}: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._prefix + str(record.msg)
+        return True
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker.stream.member", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stream process {arguments.index}: bad configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_NamedProcess(arguments.index))
     # The supervisor serves the probes and metrics of every process; this one serves none.
     settings = dataclasses.replace(settings, http_port=0, processes=1)
     engine: Engine | None = None
