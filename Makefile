@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv lint typecheck kafka-start kafka-stop deploy-tools model bench-decode clean
+.PHONY: demo test venv lint typecheck kafka-start kafka-stop registry-start registry-stop deploy-tools model bench-decode clean
 
 # The demo: local broker, sample documents, the worker on the shipped CPU model, results printed.
 demo: $(STAMP)
@@ -36,7 +36,15 @@ kafka-start: $(STAMP)
 kafka-stop:
 	tools/kafka/kafka-local.sh stop
 
-# Helm (built from the Go module proxy), Prometheus and promtool (Debian's package), crdcheck.
+# A Confluent-API schema registry (Apicurio, in memory) for the avro, protobuf and json-schema formats.
+registry-start:
+	tools/registry/registry-local.sh start
+
+registry-stop:
+	tools/registry/registry-local.sh stop
+
+# Helm, crdcheck and an OpenTelemetry Collector (built from the Go module proxy), Prometheus and
+# promtool (Debian's package).
 deploy-tools: $(STAMP)
 	bash tools/install_deploy_tools.sh
 
@@ -49,4 +57,5 @@ bench-decode: $(STAMP)
 
 clean:
 	tools/kafka/kafka-local.sh stop || true
+	tools/registry/registry-local.sh stop || true
 	rm -rf .cache $(VENV)

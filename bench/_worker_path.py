@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from worker.annotator import Annotator
+from worker.output import OutputControls
 from worker.records import Document, ParseOptions, output_value, parse_value
 from worker.settings import Settings
 from worker.text.tokenize import EncodedText
@@ -56,10 +57,11 @@ async def run_batch(annotator: Annotator, settings: Settings, values: Sequence[b
     batch = await annotator.annotate_encoded([e for _, e in pairs])
     t3 = time.perf_counter()
     outputs: list[bytes] = []
+    controls = OutputControls.from_settings(settings)
     for (document, _), entities in zip(pairs, batch.entities, strict=True):
         if isinstance(entities, list):
             ner = {"model": annotator.model_name, "engine_ms": round(batch.engine_seconds * 1e3, 2)}
-            outputs.append(output_value(document, list(entities), text_field=settings.text_field, ner=ner))
+            outputs.append(output_value(document, list(entities), ner=ner, controls=controls))
     t4 = time.perf_counter()
     clock.parse += t1 - t0
     clock.tokenize += t2 - t1

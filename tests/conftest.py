@@ -1,3 +1,3 @@
-"""Shared test configuration: the real Kafka broker comes from tests/fixtures/kafka.py."""
+"""Shared test configuration: the real Kafka broker and schema registry come from tests/fixtures/."""
 
-pytest_plugins = ["tests.fixtures.kafka"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.registry"]

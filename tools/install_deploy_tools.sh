@@ -83,18 +83,31 @@ install_python_tools() {
     fi
 }
 
-install_crdcheck() {
-    local src="$ROOT/tools/crdcheck" bin="$BIN_DIR/crdcheck"
+build_go_tool() {
+    # A small Go program of tools/<name>, built from the Go module proxy; rebuilt when its source changes.
+    local name="$1" first_time="$2"
+    local src="$ROOT/tools/$name" bin="$BIN_DIR/$name"
     if [[ -x "$bin" && "$bin" -nt "$src/main.go" && "$bin" -nt "$src/go.mod" && "$bin" -nt "$src/go.sum" ]]; then
-        log "crdcheck up to date"
+        log "$name up to date"
         return
     fi
-    log "building crdcheck (downloads the Prometheus Operator and KEDA API modules the first time)"
+    log "building $name (downloads $first_time the first time)"
     (cd "$src" && GOFLAGS="-buildvcs=false -mod=readonly" CGO_ENABLED=0 go build -ldflags "-s -w" -o "$bin" .)
+}
+
+install_crdcheck() {
+    build_go_tool crdcheck "the Prometheus Operator and KEDA API modules"
+}
+
+install_otelcol() {
+    # An OpenTelemetry Collector with the OTLP receiver and the debug exporter: the real receiver
+    # of the tracing test (tests/tracing/).
+    build_go_tool otelcol "the OpenTelemetry Collector modules"
 }
 
 install_helm
 install_crdcheck
+install_otelcol
 install_prometheus
 install_python_tools
 log "done: $BIN_DIR"

@@ -50,15 +50,21 @@ END_README = "<!-- END settings table -->"
 SCHEMA_OVERRIDES: dict[str, dict[str, Any]] = {
     # The probes and the Service need the HTTP server; the worker alone may switch it off (0).
     "http_port": {"minimum": 1},
-    "kafka_bootstrap_servers": {"minLength": 1},
     "input_topic": {"minLength": 1},
     "output_topic": {"minLength": 1},
     "dead_letter_topic": {"minLength": 1},
     "group_id": {"minLength": 1},
+    "entities_field": {"minLength": 1},
+    # Entity types, not token tags (B-PER): the worker refuses tags; the chart says so first.
+    "labels": {"items": {"type": "string", "minLength": 1, "pattern": "^([^BIESLU,][^,]*|[BIESLU]([^-,][^,]*)?)$"}},
+    "label_rename": {"items": {"type": "string", "pattern": "^[^,=]+=[^,=]+$"}},
 }
 EMPTY_MEANS = {
     "model": "the demo model shipped in the image",
+    "kafka_bootstrap_servers": "the install fails (mode run): there is no sensible default broker in a cluster",
 }
+# Settings whose worker default suits a laptop but not a cluster: the chart has no default for them.
+CHART_REQUIRED = {"kafka_bootstrap_servers"}
 
 
 def camel(snake: str) -> str:
@@ -76,6 +82,8 @@ def config_fields() -> list[Field[Any]]:
 
 
 def chart_default(f: Field[Any]) -> Any:
+    if f.name in CHART_REQUIRED:
+        return ""
     value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
     if f.name == "model" and value == str(TINY_NER_PATH):
         return ""  # the path inside the installed package, which the worker finds itself
@@ -204,6 +212,8 @@ def rendered_alerts(helm: str) -> str:
             "1.30.0",
             "--set",
             "metrics.prometheusRule.enabled=true",
+            "--set-string",
+            "config.kafkaBootstrapServers=kafka:9092",
             "--show-only",
             "templates/prometheusrule.yaml",
         ],

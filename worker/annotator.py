@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from worker.engine import Engine, create_engine
+from worker.output import EntityControls, OutputControls
 from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Document, ParseOptions, Rejection, parse_value
 from worker.settings import Settings
 from worker.text.decode import Entity, EntityDecoder
@@ -47,13 +48,14 @@ class BatchResult:
 
 class Annotator:
     def __init__(self, engine: Engine, tokenizer: DocumentTokenizer, decoder: EntityDecoder,
-                 *, max_entities: int, parse: ParseOptions) -> None:
+                 *, max_entities: int, parse: ParseOptions, controls: EntityControls) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.decoder = decoder
         self.max_entities = max_entities
         self.parse = parse
         """How ``prepare`` reads a record value (input format, text field, limits)."""
+        self.controls = controls
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Annotator:
@@ -63,6 +65,7 @@ class Annotator:
             max_length=engine.max_length if not settings.max_length else min(settings.max_length, engine.max_length),
             stride=settings.stride,
             max_document_tokens=settings.max_document_tokens,
+            revision=settings.model_revision,
         )
         decoder = EntityDecoder(
             engine.id2label,
@@ -70,8 +73,10 @@ class Annotator:
             ignore_labels=settings.ignore_labels,
             scores=engine.scores,
         )
+        # Here, where the model's labels are first known: a label it does not have fails the start.
+        controls = OutputControls.from_settings(settings).for_model(decoder.scheme, decoder.ignore_labels)
         return cls(engine, tokenizer, decoder, max_entities=settings.max_entities_per_document,
-                   parse=ParseOptions.from_settings(settings))
+                   parse=ParseOptions.from_settings(settings), controls=controls)
 
     @property
     def model_name(self) -> str:
@@ -121,7 +126,7 @@ class Annotator:
             doc_scores = scores[position : position + len(doc.windows)]
             position += len(doc.windows)
             try:
-                entities = self.decoder.decode(doc, doc_scores)
+                entities = self.controls.apply(self.decoder.decode(doc, doc_scores))
             except ValueError as exc:  # e.g. NaN scores: this record is unusable, the stream goes on
                 results.append(Rejection(DECODE_FAILED, f"the engine's scores cannot be decoded: {exc}"))
                 continue

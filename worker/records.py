@@ -7,13 +7,19 @@ reason and a human message; it is never dropped and never stops its partition.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from worker.settings import InputFormat, Settings
+from worker.output import OutputControls
+from worker.settings import REGISTRY_FORMATS, InputFormat, Settings
+
+if TYPE_CHECKING:
+    from worker.formats import SchemaKey
+    from worker.formats.resolver import CacheKey
 
 # Machine reasons carried in the dead-letter header ``ner.error.reason``.
 INVALID_UTF8 = "invalid_utf8"
@@ -27,6 +33,7 @@ TOO_MANY_ENTITIES = "too_many_entities"
 EMPTY_VALUE = "empty_value"
 DECODE_FAILED = "decode_failed"
 OUTPUT_TOO_LARGE = "output_too_large"
+OUTPUT_REJECTED = "output_rejected"
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -37,7 +44,9 @@ class Document:
 
     text: str
     body: dict[str, Any] | None
-    """The parsed JSON object, or None in plain-text mode."""
+    """The parsed JSON object (or decoded record), or None in plain-text mode."""
+    schema: SchemaKey | None = None
+    """The writer's schema of a Schema Registry record: the output is encoded with its extension."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +64,19 @@ class ParseOptions:
     max_record_bytes: int
     max_text_chars: int
     max_json_depth: int
+    registry: CacheKey | None = None
+    """Which schema cache decodes records of a Schema Registry format; None for JSON and text."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ParseOptions:
+        registry = None
+        if settings.input_format in REGISTRY_FORMATS:
+            from worker.formats.resolver import cache_key  # the codecs load only for registry formats
+
+            registry = cache_key(settings)
         return cls(input_format=settings.input_format, text_field=settings.text_field,
                    max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars,
-                   max_json_depth=settings.max_json_depth)
+                   max_json_depth=settings.max_json_depth, registry=registry)
 
 
 def parse_value(value: bytes | None, options: ParseOptions) -> Document | Rejection:
@@ -69,6 +85,8 @@ def parse_value(value: bytes | None, options: ParseOptions) -> Document | Reject
         return Rejection(EMPTY_VALUE, "the record has no value")
     if len(value) > options.max_record_bytes:
         return Rejection(TOO_LARGE, f"the record has {len(value)} bytes; the limit is {options.max_record_bytes}")
+    if options.registry is not None:
+        return _registry_document(value, options, options.registry)
     try:
         decoded = value.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -83,19 +101,39 @@ def parse_value(value: bytes | None, options: ParseOptions) -> Document | Reject
         return Rejection(NOT_AN_OBJECT, f"the JSON value is {_with_article(_json_type(body))}, not an object")
     if _depth_exceeds(body, options.max_json_depth):
         return Rejection(TOO_DEEP, f"the JSON nesting is deeper than {options.max_json_depth}")
+    return _object_document(body, options)
+
+
+def _registry_document(value: bytes, options: ParseOptions, registry: CacheKey) -> Document | Rejection:
+    """An Avro, Protobuf or JSON Schema record in Confluent's wire format, decoded with its
+    writer's schema (resolved from the registry before parsing)."""
+    # Imported here: the JSON and text paths (and the annotate and serve commands) need neither
+    # the codecs nor the registry client.
+    from worker.formats import RecordRejected, cache_for
+
+    try:
+        decoded = cache_for(registry).decode(value)
+    except RecordRejected as rejected:
+        return Rejection(rejected.reason, rejected.message)
+    return _object_document(decoded.record, options, schema=decoded.schema)
+
+
+def _object_document(body: dict[str, Any], options: ParseOptions, schema: SchemaKey | None = None,
+                     ) -> Document | Rejection:
     text = _lookup(body, options.text_field)
     if text is _MISSING:
         return Rejection(MISSING_TEXT, f"the object has no field {options.text_field!r}")
     if not isinstance(text, str):
         return Rejection(TEXT_NOT_STRING,
                          f"the field {options.text_field!r} is {_with_article(_json_type(text))}, not a string")
-    return _checked_text(text, body, options)
+    return _checked_text(text, body, options, schema)
 
 
-def _checked_text(text: str, body: dict[str, Any] | None, options: ParseOptions) -> Document | Rejection:
+def _checked_text(text: str, body: dict[str, Any] | None, options: ParseOptions,
+                  schema: SchemaKey | None = None) -> Document | Rejection:
     if len(text) > options.max_text_chars:
         return Rejection(TOO_LARGE, f"the text has {len(text)} characters; the limit is {options.max_text_chars}")
-    return Document(text=text, body=body)
+    return Document(text=text, body=body, schema=schema)
 
 
 _MISSING: Any = object()
@@ -136,10 +174,16 @@ def _json_type(value: Any) -> str:
     return {str: "string", int: "number", float: "number", list: "array", dict: "object"}.get(type(value), "value")
 
 
-def ner_block(model: str, source: Mapping[str, object], *, engine_seconds: float) -> dict[str, Any]:
+def engine_share(batch_seconds: float, tokens: int, batch_tokens: int) -> float:
+    """A document's share of its batch's engine time: the engine's work grows with tokens, so
+    the batch time is split by them. The shares of a batch add up to its time."""
+    return batch_seconds * tokens / batch_tokens if batch_tokens > 0 else 0.0
+
+
+def ner_block(model: str, source: Mapping[str, object], *, document_engine_seconds: float) -> dict[str, Any]:
     """The output's ``ner`` block: the model, where the input came from (a Kafka position, a file
-    line, a request) and the engine time of the batch the document was scored in."""
-    return {"model": model, "source": dict(source), "timings": {"engine_ms": round(engine_seconds * 1000, 3)}}
+    line, a request) and the document's share of its batch's engine time (``engine_share``)."""
+    return {"model": model, "source": dict(source), "timings": {"engine_ms": round(document_engine_seconds * 1000, 3)}}
 
 
 def interleave(rejected_or_pending: Sequence[Rejection | Any], results: Iterable[Any]) -> list[Any]:
@@ -168,14 +212,43 @@ def output_value(
     document: Document,
     entities: Sequence[Mapping[str, object]],
     *,
-    text_field: str,
     ner: dict[str, Any],
+    controls: OutputControls,
+    key: bytes | None = None,
 ) -> bytes:
-    """The input object plus ``entities`` and the ``ner`` block, as JSON bytes."""
-    body: dict[str, Any] = dict(document.body) if document.body is not None else {text_field: document.text}
-    body["entities"] = entities
+    """The output record as JSON bytes (``output_object`` says its shape)."""
+    return orjson.dumps(output_object(document, entities, ner=ner, controls=controls, key=key))
+
+
+def output_object(
+    document: Document,
+    entities: Sequence[Mapping[str, object]],
+    *,
+    ner: dict[str, Any],
+    controls: OutputControls,
+    key: bytes | None = None,
+) -> dict[str, Any]:
+    """The output record, to encode as JSON or with a schema, in the shape ``controls`` says: the
+    input object (or ``{text field: text}`` for plain text) plus the entities and the ``ner`` block;
+    or, entities only, the record key, the entities and the ``ner`` block (whose source says where
+    the document is)."""
+    if controls.shape == "entities":
+        body: dict[str, Any] = _key_fields(key)
+    else:
+        body = dict(document.body) if document.body is not None else {controls.text_field: document.text}
+    body[controls.entities_field] = entities
     body["ner"] = ner
-    return orjson.dumps(body)
+    return body
+
+
+def _key_fields(key: bytes | None) -> dict[str, Any]:
+    # A key is bytes; JSON holds text. A key that is not UTF-8 travels as base64 instead.
+    if key is None:
+        return {"key": None}
+    try:
+        return {"key": key.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"key": None, "key_base64": base64.b64encode(key).decode("ascii")}
 
 
 def dead_letter_headers(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -61,7 +62,12 @@ def _doc(text: str, **extra: Any) -> Any:
 
 EngineName = Literal["hf", "vllm", "remote"]
 Delivery = Literal["at-least-once", "exactly-once"]
-InputFormat = Literal["json", "text"]
+InputFormat = Literal["json", "text", "avro", "protobuf", "json-schema"]
+OutputFormat = Literal["json", "avro", "protobuf", "json-schema"]
+SubjectStrategy = Literal["topic", "record", "topic-record"]
+RegistryFormat = Literal["avro", "protobuf", "json-schema"]
+REGISTRY_FORMATS: tuple[RegistryFormat, ...] = ("avro", "protobuf", "json-schema")
+"""The input formats read with a schema registry (Confluent's wire format)."""
 OutputPartitioning = Literal["input", "key"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -69,6 +75,7 @@ OffsetReset = Literal["earliest", "latest"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+OutputShape = Literal["document", "entities"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,10 @@ class Settings:
 
     # --- Input contract -------------------------------------------------------------------
     input_format: InputFormat = field(
-        default="json", metadata=_doc("json: a JSON object with a text field; text: the whole value is the text.")
+        default="json",
+        metadata=_doc("json: a JSON object with a text field; text: the whole value is the text; avro, protobuf, "
+                      "json-schema: Confluent's wire format, the writer's schema read from NER_SCHEMA_REGISTRY_URL "
+                      "(stream only)."),
     )
     text_field: str = field(default="text", metadata=_doc("Dotted path of the text in a JSON input."))
     max_record_bytes: int = field(
@@ -162,11 +172,51 @@ class Settings:
         default=10_000, metadata=_doc("Documents with more entities are dead-lettered as too_many_entities.", min=1)
     )
 
+    # --- Schema Registry (NER_INPUT_FORMAT avro, protobuf, json-schema) ------------------
+    output_format: OutputFormat = field(
+        default="json",
+        metadata=_doc("json: the output is JSON; avro, protobuf, json-schema (the input's format): the input's "
+                      "schema plus entities and ner, registered as a new subject version, in Confluent's wire "
+                      "format."),
+    )
+    schema_registry_url: str = field(
+        default="",
+        metadata=_doc("Base URL of a Confluent-API schema registry (e.g. http://registry:8081); required by the "
+                      "avro, protobuf and json-schema formats."),
+    )
+    schema_registry_username: str = field(default="", metadata=_doc("Schema registry basic-auth user name."))
+    schema_registry_password: Secret | None = field(
+        default=None,
+        metadata=_doc("Schema registry basic-auth password (or NER_SCHEMA_REGISTRY_PASSWORD_FILE naming a file).",
+                      secret=True),
+    )
+    schema_registry_ssl_cafile: Path | None = field(
+        default=None, metadata=_doc("CA bundle (PEM) that signs the schema registry's certificate.")
+    )
+    schema_registry_ssl_certfile: Path | None = field(
+        default=None, metadata=_doc("Client certificate (PEM) for mTLS to the schema registry.")
+    )
+    schema_registry_ssl_keyfile: Path | None = field(
+        default=None, metadata=_doc("Client private key (PEM, unencrypted) for mTLS to the schema registry.")
+    )
+    schema_registry_timeout_s: float = field(
+        default=10.0, metadata=_doc("Timeout of one schema registry request (unanswered requests are retried).",
+                                    min=0.1)
+    )
+    output_subject_strategy: SubjectStrategy = field(
+        default="topic",
+        metadata=_doc("Subject of the output schema: topic (<output topic>-value), record (the record's full "
+                      "name) or topic-record (<output topic>-<record name>)."),
+    )
+
     # --- Model and decoding ---------------------------------------------------------------
     engine: EngineName = field(default="hf", metadata=_doc("hf (transformers), vllm (GPU) or remote (a vLLM server)."))
     model: str = field(
         default=str(TINY_NER_PATH),
-        metadata=_doc("Model folder or Hugging Face id (no download at run time unless the cache has it)."),
+        metadata=_doc(
+            "Model folder or Hugging Face id (an id is downloaded into HF_HOME on first use; with HF_HUB_OFFLINE=1 "
+            "it must already be in the cache)."
+        ),
     )
     device: Device = field(default="auto", metadata=_doc("hf engine device: auto, cpu or cuda."))
     dtype: Dtype = field(default="auto", metadata=_doc("Engine dtype: auto, float32, bfloat16 or float16."))
@@ -181,6 +231,33 @@ class Settings:
     )
     ignore_labels: tuple[str, ...] = field(
         default=("O",), metadata=_doc("Comma-separated labels never reported as entities.")
+    )
+
+    # --- Output controls ------------------------------------------------------------------
+    min_score: float = field(
+        default=0.0, metadata=_doc("Entities scoring below this are left out of the output.", min=0, max=1)
+    )
+    labels: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Comma-separated entity types to keep, as the model names them (PER, not B-PER); empty = all."),
+    )
+    label_rename: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Comma-separated renames of entity types, MODEL=OUTPUT (PER=person,ORG=organization)."),
+    )
+    score_digits: int = field(
+        default=4, metadata=_doc("Entity scores are rounded to this many decimal places.", min=0, max=9)
+    )
+    output_shape: OutputShape = field(
+        default="document",
+        metadata=_doc("document: the input object plus entities and ner; entities: only key, entities and ner."),
+    )
+    entities_field: str = field(default="entities", metadata=_doc("Name of the output field holding the entities."))
+    # --- Model revision -------------------------------------------------------------------
+    model_revision: str = field(
+        default="",
+        metadata=_doc("Branch, tag or commit of the Hugging Face id in NER_MODEL (hf engine); "
+                      "empty: the default branch."),
     )
 
     # --- Batching and backpressure --------------------------------------------------------
@@ -356,13 +433,86 @@ def _check_consistency(s: Settings) -> None:
         raise SettingsError(f"{env_name('input_topic')}: must differ from the output and dead-letter topics")
     if s.max_length and s.stride >= s.max_length - 2:
         raise SettingsError(f"{env_name('stride')}: must be smaller than NER_MAX_LENGTH minus special tokens")
+    if s.model_revision and s.engine != "hf":
+        raise SettingsError(
+            f"{env_name('model_revision')}: only the hf engine takes a revision (the {s.engine} engine's model is "
+            "loaded elsewhere); download that revision into a folder (huggingface-cli download MODEL --revision "
+            "REV --local-dir DIR) and set NER_MODEL to the folder"
+        )
     if s.engine == "remote" and not s.remote_url:
         raise SettingsError(f"{env_name('remote_url')}: required when NER_ENGINE=remote")
     if s.security_protocol.startswith("SASL") and not s.sasl_username:
         raise SettingsError(f"{env_name('sasl_username')}: required with NER_SECURITY_PROTOCOL={s.security_protocol}")
     if s.ssl_certfile and not s.ssl_keyfile:
         raise SettingsError(f"{env_name('ssl_keyfile')}: required when NER_SSL_CERTFILE is set")
-    for path_field in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+    _check_schema_registry(s)
+    for path_field in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "schema_registry_ssl_cafile",
+                       "schema_registry_ssl_certfile", "schema_registry_ssl_keyfile"):
         path = getattr(s, path_field)
         if path is not None and not path.is_file():
             raise SettingsError(f"{env_name(path_field)}: no such file: {path}")
+    _check_output_controls(s)
+
+
+# --- Output controls -----------------------------------------------------------------------
+# The scheme prefixes of token tags (B-PER, I-PER, E-, S-, L-, U-). The output controls name
+# entity *types*; a tag there would match nothing and silently keep or rename nothing.
+_TAG = re.compile(r"^([BIESLU])-(.+)$", re.DOTALL)
+# Fields of the entities-only output that the entities field must not overwrite.
+_ENTITIES_ONLY_FIELDS = ("key", "key_base64", "ner")
+
+
+def label_renames(entries: tuple[str, ...]) -> dict[str, str]:
+    """``NER_LABEL_RENAME``'s ``MODEL=OUTPUT`` entries as a map; ``SettingsError`` when malformed."""
+    name = env_name("label_rename")
+    renames: dict[str, str] = {}
+    for entry in entries:
+        old, equals, new = (part.strip() for part in entry.partition("="))
+        if not equals or not old or not new or "=" in new:
+            raise SettingsError(f"{name}: {entry!r} is not MODEL=OUTPUT (e.g. PER=person)")
+        _refuse_tag(name, old)
+        if old in renames:
+            raise SettingsError(f"{name}: {old} is renamed twice")
+        renames[old] = new
+    return renames
+
+
+def _refuse_tag(name: str, label: str) -> None:
+    tag = _TAG.match(label)
+    if tag:
+        raise SettingsError(
+            f"{name}: {label!r} is a token tag, not an entity type; write {tag.group(2)!r}, which covers its tags"
+        )
+
+
+def _check_output_controls(s: Settings) -> None:
+    for label in s.labels:
+        _refuse_tag(env_name("labels"), label)
+    label_renames(s.label_rename)
+    if not s.entities_field.strip():
+        raise SettingsError(f"{env_name('entities_field')}: must not be empty")
+    if s.entities_field in _ENTITIES_ONLY_FIELDS:
+        raise SettingsError(f"{env_name('entities_field')}: {s.entities_field!r} is taken by the output's own fields")
+    if s.entities_field == s.text_field:
+        raise SettingsError(f"{env_name('entities_field')}: must differ from NER_TEXT_FIELD ({s.text_field!r})")
+
+
+def _check_schema_registry(s: Settings) -> None:
+    registry_input = s.input_format in REGISTRY_FORMATS
+    if registry_input and not s.schema_registry_url:
+        raise SettingsError(f"{env_name('schema_registry_url')}: required with NER_INPUT_FORMAT={s.input_format}")
+    if s.output_format != "json" and s.output_format != s.input_format:
+        raise SettingsError(f"{env_name('output_format')}: {s.output_format} needs NER_INPUT_FORMAT={s.output_format} "
+                            f"(the output extends the input's schema); got {s.input_format}")
+    if s.output_format != "json" and (s.output_shape != "document" or s.entities_field != "entities"):
+        # The registered output schema is the input's plus `entities` and `ner`: other shapes or
+        # field names would not match it and every output would become a dead letter.
+        raise SettingsError(f"{env_name('output_format')}: {s.output_format} output writes the document with an "
+                            "`entities` field; NER_OUTPUT_SHAPE=entities and NER_ENTITIES_FIELD need "
+                            "NER_OUTPUT_FORMAT=json")
+    if s.schema_registry_url and not s.schema_registry_url.startswith(("http://", "https://")):
+        raise SettingsError(f"{env_name('schema_registry_url')}: expected an http:// or https:// URL, "
+                            f"got {s.schema_registry_url!r}")
+    if s.schema_registry_ssl_certfile and not s.schema_registry_ssl_keyfile:
+        raise SettingsError(f"{env_name('schema_registry_ssl_keyfile')}: required when "
+                            "NER_SCHEMA_REGISTRY_SSL_CERTFILE is set")

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,18 @@ from tests.fixtures.served import wait_until_answering
 
 
 class PrometheusServer:
-    """Prometheus scraping `targets` every second, with `rule_files` evaluated every second."""
+    """Prometheus scraping `targets` (and the targets of `more_jobs`) every second, with `rule_files`
+    evaluated every second."""
 
-    def __init__(self, workdir: Path, job: str, targets: list[str], rule_files: list[Path]) -> None:
+    def __init__(self, workdir: Path, job: str, targets: list[str], rule_files: list[Path],
+                 more_jobs: Mapping[str, list[str]] | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
+        jobs = {job: targets, **(more_jobs or {})}
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [{"job_name": name, "static_configs": [{"targets": tt}]} for name, tt in jobs.items()],
         }
         self.config_file = workdir / "prometheus.yml"
         self.config_file.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -7,6 +7,7 @@ fires in a test case; a control shows that the unit tests notice a changed rule.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from tests.deploy.toolbox import CHART, REPO_ROOT, only, render, run, tool
 pytestmark = pytest.mark.deploy
 
 UNIT_TESTS = CHART / "tests" / "alerts.test.yaml"
+RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
 REQUIRED_ALERTS = {
+    "NerWorkerDown",
     "NerWorkerConsumerLagGrowing",
     "NerWorkerDeadLetterRate",
     "NerWorkerNoProgress",
@@ -77,13 +80,50 @@ def test_promtool_unit_tests_fire_every_alert(tmp_path: Path) -> None:
                 "severity": "warning",
             }
         },
+        {"workersDown": {"enabled": True, "for": "30m", "severity": "critical"}},
     ],
-    ids=["dead-letter-threshold", "stall-time", "lag-threshold"],
+    ids=["dead-letter-threshold", "stall-time", "lag-threshold", "workers-down-for"],
 )
 def test_unit_tests_notice_a_changed_rule(changed: dict[str, Any], tmp_path: Path) -> None:
     workdir = rendered_rules(tmp_path, changed)
     proc = run([tool("promtool"), "test", "rules", UNIT_TESTS.name], cwd=workdir)
     assert proc.returncode != 0, "the unit tests passed against a rule with another threshold"
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    """The anchors GitHub and most Markdown renderers give the headings of a file."""
+    anchors = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"#{1,6} (.+)", line)
+        if heading:
+            text = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_links_to_its_runbook_section(tmp_path: Path) -> None:
+    workdir = rendered_rules(tmp_path)
+    groups = yaml.safe_load((workdir / "alerts.yml").read_text(encoding="utf-8"))["groups"]
+    sections = markdown_anchors(RUNBOOK)
+    for rule in (r for group in groups for r in group["rules"] if "alert" in r):
+        url = rule["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page == "docs/runbook.md", f"{rule['alert']}: {url!r}"
+        assert anchor in sections, f"{rule['alert']}: no section #{anchor} in {RUNBOOK.name}"
+    # A control: the anchor check knows a missing section when it sees one.
+    assert "nerworkerteleported" not in sections
+
+
+def test_runbook_links_follow_the_published_docs(tmp_path: Path) -> None:
+    base = "https://docs.example.org/kafka-ner-worker/runbook.html"
+    workdir = rendered_rules(tmp_path)
+    manifests = render(
+        values={"metrics": {"prometheusRule": {"enabled": True, "runbookBaseUrl": base}}}, tmp_path=tmp_path
+    )
+    rules = [r for g in only(manifests, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    assert {r["annotations"]["runbook_url"] for r in rules} == {
+        f"{base}#{name.lower()}" for name in alert_names(workdir / "alerts.yml")
+    }
 
 
 def test_alert_thresholds_come_from_values(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ CI_IDS = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 
 
 def test_there_are_at_least_five_value_sets() -> None:
-    assert {"default", "gpu", "exactly-once-sasl-ssl", "keda", "all-features"} <= set(CI_IDS)
+    assert {"default", "gpu", "exactly-once-sasl-ssl", "keda", "all-features", "serve"} <= set(CI_IDS)
 
 
 @pytest.mark.parametrize("values_file", CI_VALUES, ids=CI_IDS)
@@ -96,6 +96,7 @@ def test_every_value_set_covers_the_expected_objects() -> None:
     base = {"ConfigMap", "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"}
     assert kinds[CHART / "ci" / "default-values.yaml"] == base
     assert kinds[CHART / "ci" / "keda-values.yaml"] == base | {"ScaledObject"}
+    assert kinds[CHART / "ci" / "serve-values.yaml"] == base | {"HorizontalPodAutoscaler", "PersistentVolumeClaim"}
     assert kinds[CHART / "ci" / "all-features-values.yaml"] == base | {
         "ScaledObject",
         "TriggerAuthentication",
@@ -183,6 +184,23 @@ def test_keda_scales_the_deployment_on_the_workers_consumer_group() -> None:
     assert trigger["metadata"]["bootstrapServers"] == "kafka-bootstrap.kafka.svc:9092"
     assert trigger["metadata"]["lagThreshold"] == "5000"
     assert scaled["spec"]["maxReplicaCount"] == 12
+
+
+def test_serve_values_scale_the_front_end_on_cpu() -> None:
+    manifests = render(values_files=[CHART / "ci" / "serve-values.yaml"])
+    hpa = only(manifests, "HorizontalPodAutoscaler")
+    deployment = only(manifests, "Deployment")
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": deployment["metadata"]["name"]}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["metrics"][0]["resource"] == {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}
+    }
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert worker_container(manifests)["args"] == ["serve"]
+    claim = only(manifests, "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "two replicas share the cache"
 
 
 def test_keda_authenticates_like_the_worker() -> None:

@@ -18,12 +18,24 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from tests.deploy.toolbox import CHART, REPO_ROOT, helm_template, only, render, run, tool, worker_container
+from tests.deploy.toolbox import (
+    CHART,
+    CLUSTER_BOOTSTRAP,
+    REPO_ROOT,
+    helm_template,
+    only,
+    render,
+    run,
+    tool,
+    worker_container,
+)
 from worker.settings import Secret, Settings, load_settings, setting_fields
 
 pytestmark = pytest.mark.deploy
 
 SECRETS_DIR = "/var/run/secrets/kafka-ner-worker"
+# Settings the worker accepts only with NER_ENGINE=hf (the other engines load the model elsewhere).
+HF_ENGINE_ONLY = ("model_revision",)
 
 
 def camel(snake: str) -> str:
@@ -57,6 +69,10 @@ def non_default_value(f: Field[Any], files: dict[str, Path]) -> tuple[Any, Any]:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     default = f.default
+    if f.name == "input_format":
+        return "avro", "avro"  # NER_OUTPUT_FORMAT=avro (its first other choice) needs an avro input
+    if f.name == "schema_registry_url":
+        return "http://registry-from-values:8081", "http://registry-from-values:8081"
     if typing.get_origin(hint) is Literal:
         choice = next(c for c in typing.get_args(hint) if c != default)
         return choice, choice
@@ -74,6 +90,8 @@ def non_default_value(f: Field[Any], files: dict[str, Path]) -> tuple[Any, Any]:
         return value, value
     if hint is Path:
         return str(files[f.name]), files[f.name]
+    if f.name == "label_rename":
+        return ["PER=person", "ORG=organization"], ("PER=person", "ORG=organization")
     if typing.get_origin(hint) is tuple:
         return ["LOC", "MISC"], ("LOC", "MISC")
     value = f"{f.name.replace('_', '-')}-from-values"
@@ -94,15 +112,73 @@ def test_schema_config_keys_are_exactly_the_worker_settings() -> None:
 def test_chart_defaults_are_the_worker_defaults() -> None:
     """The default render gives the worker exactly its own defaults."""
     env = environment(render())
-    assert load_settings(env) == Settings()
+    assert load_settings(env) == Settings(kafka_bootstrap_servers=CLUSTER_BOOTSTRAP)
+
+
+def test_an_install_without_bootstrap_servers_fails_naming_the_value() -> None:
+    proc = helm_template(with_cluster_values=False)
+    assert proc.returncode != 0, "rendered without config.kafkaBootstrapServers"
+    assert "config.kafkaBootstrapServers: required with mode run" in proc.stderr, proc.stderr
+
+
+def test_serve_needs_no_kafka_and_runs_the_front_end(tmp_path: Path) -> None:
+    manifests = render(values={"mode": "serve"}, tmp_path=tmp_path, with_cluster_values=False)
+    container = worker_container(manifests)
+    assert container["args"] == ["serve"]
+    assert "NER_KAFKA_BOOTSTRAP_SERVERS" not in environment(manifests)
+    service = only(manifests, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"] == "http"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_hugging_face_token_is_a_mounted_file_the_hub_library_reads(tmp_path: Path) -> None:
+    manifests = render(values={"secrets": {"hfToken": {"secretName": "hf", "key": "tok"}}}, tmp_path=tmp_path)
+    container = worker_container(manifests)
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    env = {v["name"]: v["value"] for v in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if env["HF_TOKEN_PATH"].startswith(m["mountPath"] + "/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "hf"
+    assert [mount["mountPath"] + "/" + i["path"] for i in volume["secret"]["items"] if i["key"] == "tok"] == [
+        env["HF_TOKEN_PATH"]
+    ]
+    assert mount["readOnly"] is True
+    # The variable is the one huggingface_hub reads the token file from.
+    probe = run([sys.executable, "-c", "from huggingface_hub import constants; print(constants.HF_TOKEN_PATH)"],
+                env_overrides={"HF_TOKEN_PATH": env["HF_TOKEN_PATH"]})
+    assert probe.stdout.strip() == env["HF_TOKEN_PATH"], probe.stderr
+    assert "HF_TOKEN_PATH" not in only(manifests, "ConfigMap", "-config")["data"]
+
+
+def test_the_chart_creates_the_model_cache_claim_and_mounts_it(tmp_path: Path) -> None:
+    manifests = render(
+        values={"modelCache": {"persistence": {"enabled": True, "size": "7Gi", "storageClassName": "fast"}}},
+        tmp_path=tmp_path,
+    )
+    claim = only(manifests, "PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "7Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    cache = next(v for v in pod["volumes"] if v["name"] == "model-cache")
+    assert cache == {
+        "name": "model-cache",
+        "persistentVolumeClaim": {"claimName": claim["metadata"]["name"], "readOnly": False},
+    }
+    without = render(values={}, tmp_path=tmp_path)
+    assert not [m for m in without if m["kind"] == "PersistentVolumeClaim"]
 
 
 def test_every_setting_value_reaches_the_worker(tmp_path: Path) -> None:
-    files = {name: tmp_path / f"{name}.pem" for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")}
+    files = {name: tmp_path / f"{name}.pem" for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile",
+                                                         "schema_registry_ssl_cafile", "schema_registry_ssl_certfile",
+                                                         "schema_registry_ssl_keyfile")}
     for path in files.values():
         path.write_text("not read here\n", encoding="utf-8")
     config, expected = {}, {}
     for f in plain_fields():
+        if f.name in HF_ENGINE_ONLY:
+            continue  # the engine is not hf here: checked below with the hf engine
         config[camel(f.name)], expected[f.name] = non_default_value(f, files)
         assert expected[f.name] != f.default, f.name
     manifests = render(values={"config": config}, tmp_path=tmp_path)
@@ -114,6 +190,9 @@ def test_every_setting_value_reaches_the_worker(tmp_path: Path) -> None:
     assert not wrong, f"settings that did not arrive as set: {wrong}"
     container = worker_container(manifests)
     assert container["ports"][0]["containerPort"] == 18081
+    hf_only = {camel(name): f"{name}-from-values" for name in HF_ENGINE_ONLY}
+    settings = load_settings(environment(render(values={"config": hf_only}, tmp_path=tmp_path)))
+    assert {name: getattr(settings, name) for name in HF_ENGINE_ONLY} == {n: f"{n}-from-values" for n in HF_ENGINE_ONLY}
 
 
 def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
@@ -123,6 +202,7 @@ def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
             "saslPassword": {"secretName": "kafka-user", "key": "pw"},
             "tls": {"secretName": "kafka-tls", "caKey": "ca.pem", "certKey": "client.pem", "keyKey": "client.key"},
             "sslKeyPassword": {"secretName": "kafka-tls", "key": "client.password"},
+            "schemaRegistryPassword": {"secretName": "registry-user", "key": "registry.pw"},
         },
     }
     manifests = render(values=values, tmp_path=tmp_path)
@@ -137,6 +217,7 @@ def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
         "NER_SSL_CAFILE": ("kafka-tls", "ca.pem"),
         "NER_SSL_CERTFILE": ("kafka-tls", "client.pem"),
         "NER_SSL_KEYFILE": ("kafka-tls", "client.key"),
+        "NER_SCHEMA_REGISTRY_PASSWORD_FILE": ("registry-user", "registry.pw"),
     }
     for var, (secret, key) in expected_files.items():
         path = env[var]
@@ -156,6 +237,7 @@ def test_secrets_reach_the_worker_as_mounted_files(tmp_path: Path) -> None:
     settings = load_settings({**env, **{var: str(path) for var, path in local.items()}})
     assert settings.sasl_password == Secret("NER_SASL_PASSWORD_FILE-content")
     assert settings.ssl_key_password == Secret("NER_SSL_KEY_PASSWORD_FILE-content")
+    assert settings.schema_registry_password == Secret("NER_SCHEMA_REGISTRY_PASSWORD_FILE-content")
 
 
 def test_chart_files_are_in_step_with_the_worker() -> None:
@@ -177,7 +259,13 @@ BAD_VALUES = [
         "/secrets/saslPassword/secretName",
     ),
     ({"config": {"engine": "remote"}}, "/config/remoteUrl"),
+    ({"config": {"labels": ["PER", "B-MISC"]}}, "/config/labels/1"),
+    ({"config": {"labelRename": ["PER"]}}, "/config/labelRename/0"),
+    ({"config": {"minScore": 1.5}}, "/config/minScore"),
     ({"gpu": {"count": -1}}, "/gpu/count"),
+    ({"mode": "stream"}, "/mode"),
+    ({"modelCache": {"persistence": {"enabled": True, "accessModes": ["ReadWriteSometimes"]}}},
+     "/modelCache/persistence/accessModes/0"),
     ({"metrics": {"serviceMonitor": {"enabled": True, "interval": "often"}}}, "/metrics/serviceMonitor/interval"),
 ]
 
@@ -207,6 +295,22 @@ TEMPLATE_CHECKS = [
     (
         {"autoscaling": {"keda": {"enabled": True, "minReplicaCount": 5, "maxReplicaCount": 2}}},
         "autoscaling.keda.minReplicaCount: must not exceed",
+    ),
+    (
+        {"autoscaling": {"hpa": {"enabled": True}}},
+        "autoscaling.hpa.enabled: the HorizontalPodAutoscaler is for mode serve",
+    ),
+    (
+        {"mode": "serve", "autoscaling": {"keda": {"enabled": True}}},
+        "autoscaling.keda.enabled: KEDA scales the stream worker (mode run)",
+    ),
+    (
+        {"mode": "serve", "autoscaling": {"hpa": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
+        "autoscaling.hpa.minReplicas: must not exceed",
+    ),
+    (
+        {"modelCache": {"existingClaim": "models", "persistence": {"enabled": True}}},
+        "modelCache.persistence.enabled: the chart creates a claim or mounts modelCache.existingClaim, not both",
     ),
 ]
 

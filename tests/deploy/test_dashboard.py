@@ -8,15 +8,17 @@ import re
 import pytest
 
 from tests.deploy.dashboard import expressions, load, panels
+from worker.serve.metrics import ServeMetrics
 from worker.stream.metrics import WorkerMetrics
 
 pytestmark = pytest.mark.deploy
 
 
 def exported_names() -> set[str]:
-    """Every series name the worker's registry exports (histograms: _bucket, _sum, _count)."""
+    """Every series name the registries of `run` and `serve` export (histograms: _bucket, _sum, _count)."""
     names = set()
-    for family in WorkerMetrics().registry.collect():
+    families = [*WorkerMetrics().registry.collect(), *ServeMetrics().registry.collect()]
+    for family in families:
         names.add(family.name)
         if family.type == "counter":
             names.add(family.name + "_total")
@@ -30,7 +32,7 @@ def exported_names() -> set[str]:
 def test_dashboard_uses_only_metrics_the_worker_exports() -> None:
     exported = exported_names()
     for title, expr in expressions(load()):
-        used = set(re.findall(r"\b(ner_[a-z_]+)\b", expr))
+        used = set(re.findall(r"\b((?:ner|process)_[a-z_]+)\b", expr))
         assert used, f"{title}: {expr} reads no worker metric"
         assert used <= exported, f"{title}: unknown metrics {used - exported}"
 
@@ -46,6 +48,11 @@ def test_dashboard_covers_what_operators_look_at() -> None:
         "ner_engine_seconds_bucket",  # engine time
         "ner_consumer_lag_records",  # lag
         "sum by (reason) (rate(ner_records_dead_lettered_total",  # dead letters by reason
+        "sum by (job) (increase(ner_engine_errors_total",  # engine errors
+        "process_resident_memory_bytes",  # memory and CPU of each process
+        "rate(process_cpu_seconds_total",
+        "sum by (route, status) (rate(ner_http_requests_total",  # the serve front end
+        "ner_http_request_duration_seconds_bucket",
     ):
         assert needle in text, needle
 

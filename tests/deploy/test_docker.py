@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -77,6 +78,32 @@ def test_build_context_holds_what_the_image_copies(dockerfile: Path) -> None:
                 assert (REPO_ROOT / source).exists(), f"{dockerfile.name} copies {source}, which is missing"
     ignore = Path(f"{dockerfile}.dockerignore").read_text(encoding="utf-8").splitlines()
     assert "*" in ignore and "!worker/" in ignore, "the context is an allowlist: no .venv or caches"
+
+
+def build_args(dockerfile: Path) -> dict[str, str]:
+    return dict(a.split("=", 1) for word, a in instructions(dockerfile) if word == "ARG" and "=" in a)
+
+
+def test_cpu_image_takes_torch_from_the_cpu_wheel_index_by_default() -> None:
+    dockerfile = DOCKER / "Dockerfile.cpu"
+    assert build_args(dockerfile)["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    torch_step = next(a for word, a in instructions(dockerfile) if word == "RUN" and "torch==" in a)
+    assert 'PIP_INDEX_URL="${TORCH_INDEX_URL}"' in torch_step
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_carry_the_oci_labels(dockerfile: Path) -> None:
+    steps = instructions(dockerfile)
+    final_stage = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    label_text = " ".join(a for w, a in final_stage if w == "LABEL")
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"', label_text))
+    wanted = {"title", "description", "version", "revision", "source", "licenses", "base.name"}
+    assert {key.removeprefix("org.opencontainers.image.") for key in labels} >= wanted
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    args = build_args(dockerfile)
+    assert args["VERSION"] == project["version"], "the image version follows pyproject.toml"
+    assert labels["org.opencontainers.image.licenses"] == project["license"]
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
 
 
 def test_gpu_image_builds_on_the_vllm_release() -> None:

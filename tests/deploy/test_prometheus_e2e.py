@@ -24,11 +24,13 @@ from tests.deploy import dashboard
 from tests.deploy.prometheus_server import PrometheusServer
 from tests.deploy.toolbox import only, render
 from tests.fixtures.kafka import read_topic, unique_name
+from tests.integration.test_serve import ServeProcess
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.deploy, pytest.mark.integration]
 
 JOB = "kafka-ner-worker"  # what the chart's alert rules select by default
+SERVE_JOB = "kafka-ner-serve"  # `ner-worker serve`, scraped as a job of its own
 GOOD_DOCUMENTS = 150
 MALFORMED = {b'{"text": "cut short': "invalid_json", b'{"title": "no text"}': "missing_text"}
 MALFORMED_EACH = 5
@@ -62,7 +64,8 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]])
 def stack(
     kafka_bootstrap: str, kafka_topics: Callable[[Mapping[str, int]], dict[str, str]], tmp_path: Path
 ) -> Iterator[tuple[dict[str, str], WorkerProcess, PrometheusServer]]:
-    """A ready worker on fresh topics and a Prometheus that has already scraped it a few times."""
+    """A ready worker on fresh topics, a ready `serve` front end, and a Prometheus that has already
+    scraped both a few times."""
     topics = kafka_topics({"prom-in": 2, "prom-out": 2, "prom-dead": 1})
     worker = WorkerProcess(
         {
@@ -78,11 +81,19 @@ def stack(
     rules = only(render(values={"metrics": {"prometheusRule": {"enabled": True}}}, tmp_path=tmp_path), "PrometheusRule")
     rule_file = tmp_path / "alerts.yml"
     rule_file.write_text(yaml.safe_dump({"groups": rules["spec"]["groups"]}), encoding="utf-8")
-    prometheus = PrometheusServer(tmp_path, JOB, [f"127.0.0.1:{worker.port}"], [rule_file])
+    served = ServeProcess(tmp_path / "serve.log")
+    prometheus = PrometheusServer(tmp_path, JOB, [f"127.0.0.1:{worker.port}"], [rule_file],
+                                  more_jobs={SERVE_JOB: [f"127.0.0.1:{served.port}"]})
     try:
         worker.start().wait_ready(timeout=300)
+        served.wait_ready(timeout_s=300)
         prometheus.start()
         prometheus.wait_for(f'up{{job="{JOB}"}}', 1)
+        prometheus.wait_for(f'up{{job="{SERVE_JOB}"}}', 1)
+        # Requests to the front end before and after the first scrapes, so its rates have data.
+        for _ in range(3):
+            assert served.post_json({"id": "a", "text": "Ada Lovelace lived in London."})[0] == 200
+            time.sleep(1)
         # Samples from before any record arrives give rate() and increase() their baseline.
         deadline = time.monotonic() + 30
         while (prometheus.scalar(f'count_over_time(ner_records_received_total{{job="{JOB}"}}[1m])') or 0) < 3:
@@ -91,6 +102,7 @@ def stack(
         yield topics, worker, prometheus
     finally:
         prometheus.stop()
+        served.stop()
         if worker.process is not None and worker.process.poll() is None:
             worker.terminate()
 
@@ -130,22 +142,30 @@ def test_prometheus_counts_what_the_worker_processed(
     check_alert_rules_evaluate(prometheus)
 
 
-def check_dashboard_queries_return_data(prometheus: PrometheusServer) -> None:
-    time.sleep(3)  # a few scrapes after the last record, so rates span the work
-    board = dashboard.load()
+def dashboard_queries_without_data(prometheus: PrometheusServer) -> list[str]:
     problems = []
-    for title, expr in dashboard.expressions(board):
-        query = dashboard.concrete(expr, job_regex=JOB, rate_interval="5m")
+    for title, expr in dashboard.expressions(dashboard.load()):
+        # "All" jobs: the stream worker's panels read one job, the serve panels the other.
+        query = dashboard.concrete(expr, job_regex=f"{JOB}|{SERVE_JOB}", rate_interval="5m")
         result = prometheus.query(query)
         values = [float(series["value"][1]) for series in result]
         if not values or all(math.isnan(v) for v in values):
             problems.append(f"{title}: {query} -> {result}")
+    return problems
+
+
+def check_dashboard_queries_return_data(prometheus: PrometheusServer) -> None:
+    # The lag gauges appear at the worker's next lag check (every 5 s) after its first commit,
+    # and rates need a few scrapes after the last record: wait for them, a bounded time.
+    deadline = time.monotonic() + 30
+    while (problems := dashboard_queries_without_data(prometheus)) and time.monotonic() < deadline:
+        time.sleep(1)
     assert not problems, "dashboard queries without data:\n" + "\n".join(problems)
     # A control: a query on a metric the worker does not export has no data, so the check can fail.
     assert prometheus.query(dashboard.concrete('sum(rate(ner_no_such_total{job=~"$job"}[5m]))', JOB, "5m")) == []
-    # The dashboard's $job variable: label_values(ner_records_received_total, job).
-    jobs = prometheus.api("label/job/values", **{"match[]": "ner_records_received_total"})
-    assert JOB in jobs
+    # The dashboard's $job variable: label_values(ner_worker_info, job) lists both commands.
+    jobs = prometheus.api("label/job/values", **{"match[]": "ner_worker_info"})
+    assert {JOB, SERVE_JOB} <= set(jobs)
 
 
 def check_alert_rules_evaluate(prometheus: PrometheusServer) -> None:
@@ -160,6 +180,7 @@ def check_alert_rules_evaluate(prometheus: PrometheusServer) -> None:
         assert time.monotonic() < deadline, f"rules not evaluated: {rules}"
         time.sleep(0.5)
     assert {rule["name"] for rule in rules} >= {
+        "NerWorkerDown",
         "NerWorkerConsumerLagGrowing",
         "NerWorkerDeadLetterRate",
         "NerWorkerNoProgress",

@@ -16,6 +16,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "helm" / "kafka-ner-worker"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 TOOLS_BIN = Path(os.environ.get("DEPLOY_TOOLS_DIR", REPO_ROOT / ".cache" / "tools")) / "bin"
+# What every install must say (the chart has no default broker); the default ci value set says the same.
+CLUSTER_VALUES = CHART / "ci" / "default-values.yaml"
+CLUSTER_BOOTSTRAP = "kafka-bootstrap.kafka.svc:9092"
 INSTALL_HINT = "install the deployment tools first: bash tools/install_deploy_tools.sh (make deploy-tools)"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion); helm template needs it named.
 KUBE_VERSION = "1.30.0"
@@ -42,9 +45,14 @@ def python_tool(name: str) -> Path:
 
 
 def run(
-    args: Sequence[str | Path], *, cwd: Path | None = None, timeout: float = 300
+    args: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env_overrides: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, **env_overrides} if env_overrides else None
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def helm_template(
@@ -54,9 +62,16 @@ def helm_template(
     release: str = "kafka-ner-worker",
     extra_args: Sequence[str] = (),
     tmp_path: Path | None = None,
+    with_cluster_values: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`helm template` of the chart; `values` (a nested dict) is passed as one more values file."""
+    """`helm template` of the chart; `values` (a nested dict) is passed as one more values file.
+
+    The chart requires config.kafkaBootstrapServers; CLUSTER_VALUES sets it first (any values
+    given here override it) unless `with_cluster_values` is false.
+    """
     args: list[str | Path] = [tool("helm"), "template", release, CHART, "--kube-version", KUBE_VERSION]
+    if with_cluster_values:
+        args += ["--values", CLUSTER_VALUES]
     for path in values_files:
         args += ["--values", path]
     if values is not None:

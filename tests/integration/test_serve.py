@@ -23,7 +23,15 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from tests.fixtures.documents import MODEL, OUTPUT_SCHEMA, REPO, SAMPLE_TEXTS, annotate_in_process, same_entities
+from tests.fixtures.documents import (
+    MODEL,
+    OUTPUT_SCHEMA,
+    REPO,
+    SAMPLE_TEXTS,
+    annotate_in_process,
+    output_validator,
+    same_entities,
+)
 from tests.fixtures.ports import free_port
 from tests.fixtures.served import metric_total, wait_until_answering
 
@@ -223,3 +231,41 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path) -> None:
         process.process.kill()
     assert code == 0, process.log()
     assert outcome == [200]
+
+
+def test_output_controls_shape_the_answers(tmp_path: Path, expected: list[Any]) -> None:
+    controls = {"NER_OUTPUT_SHAPE": "entities", "NER_ENTITIES_FIELD": "found", "NER_LABELS": "ORG",
+                "NER_LABEL_RENAME": "ORG=organization", "NER_SCORE_DIGITS": "2"}
+    process = ServeProcess(tmp_path / "serve.log", env=controls)
+    try:
+        process.wait_ready()
+        status, _, body = process.post_json([{"id": n, "text": text} for n, text in enumerate(TEXTS)])
+        openapi = orjson.loads(process.request("/openapi.json")[2])
+    finally:
+        process.process.kill()
+        process.process.wait()
+    assert status == 200 and body["errors"] == []
+    validator = output_validator("entities", "found")
+    # The server's own OpenAPI document describes the answers it gives with these controls.
+    documented = jsonschema.Draft202012Validator({"$ref": "#/components/schemas/AnnotatedDocument",
+                                                  "components": openapi["components"]})
+    for index, (answer, reference) in enumerate(zip(body["documents"], expected, strict=True)):
+        validator.validate(answer)
+        documented.validate(answer)
+        assert answer["key"] is None and answer["ner"]["source"]["index"] == index  # no document, no key
+        orgs = [e for e in reference if e["label"] == "ORG"]
+        assert [(e["label"], e["start"], e["end"]) for e in answer["found"]] == [
+            ("organization", e["start"], e["end"]) for e in orgs]
+        assert all(abs(got["score"] - want["score"]) <= 0.005 + 1e-4 and got["score"] == round(got["score"], 2)
+                   for got, want in zip(answer["found"], orgs, strict=True))
+    assert any(answer["found"] for answer in body["documents"])
+
+
+def test_a_label_the_model_does_not_have_stops_serve(tmp_path: Path) -> None:
+    process = ServeProcess(tmp_path / "serve.log", env={"NER_LABEL_RENAME": "PERSON=person"})
+    try:
+        code = process.process.wait(timeout=180)
+    finally:
+        process.process.kill()
+    assert code == 3
+    assert "NER_LABEL_RENAME: PERSON is not an entity type of the model (its types: " in process.log()

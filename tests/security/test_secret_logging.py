@@ -12,11 +12,13 @@ import logging
 import ssl
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from aiokafka.conn import create_conn
 
 from tests.security.broker import SecuredBroker
 from tests.security.workers import leaked
+from worker.logs import JsonLinesFormatter
 from worker.settings import Secret, Settings
 from worker.stream.kafka_diagnostics import guard_secret_logging
 
@@ -100,3 +102,14 @@ def test_a_secret_in_any_other_log_line_is_masked(debug_lines: _Lines) -> None:
     text = "\n".join(debug_lines.lines)
     assert "hunter2" not in text
     assert "connecting with {'password': '**********'}" in text and "ValueError: bad key password ****" in text
+
+
+def test_a_secret_in_a_structured_field_is_masked(debug_lines: _Lines) -> None:
+    debug_lines.setFormatter(JsonLinesFormatter())
+    guard_secret_logging(Settings(sasl_password=Secret("hunter2-sasl")))
+    logging.getLogger("worker.stream").warning(
+        "connect failed", extra={"error": "login with hunter2-sasl refused", "partition": 2}
+    )
+    entry = orjson.loads(debug_lines.lines[-1])
+    assert "hunter2" not in debug_lines.lines[-1]
+    assert (entry["error"], entry["partition"]) == ("login with ********** refused", 2)

@@ -14,7 +14,16 @@ import jsonschema
 import orjson
 import pytest
 
-from tests.fixtures.documents import MODEL, OUTPUT_SCHEMA, REPO, SAMPLE_TEXTS, annotate_in_process, same_entities
+from tests.fixtures.documents import (
+    MODEL,
+    OUTPUT_SCHEMA,
+    REPO,
+    SAMPLE_TEXTS,
+    annotate_in_process,
+    output_validator,
+    same_entities,
+)
+from worker.output import OutputControls
 from worker.records import Document, output_value
 
 TEXTS = SAMPLE_TEXTS
@@ -72,7 +81,7 @@ def test_a_jsonl_file_becomes_the_stream_output_with_bad_lines_reported(tmp_path
         assert document is not None and same_entities(record["entities"], expected[document["text"]])
         # Byte for byte the stream's output record, apart from where it came from and the timings.
         stream_value = orjson.loads(output_value(Document(document["text"], document), record["entities"],
-                                                 text_field="text", ner=record["ner"]))
+                                                 ner=record["ner"], controls=OutputControls()))
         assert record == stream_value
         for entity in record["entities"]:
             assert record["text"][entity["start"]:entity["end"]] == entity["text"]
@@ -165,3 +174,35 @@ def test_usage_and_settings_errors_name_the_culprit(tmp_path: Path) -> None:
     assert bad_setting.returncode == 2 and "NER_MAX_BATCH_DOCUMENTS" in bad_setting.stderr.decode()
     same = run_annotate(str(source), "-o", str(source))
     assert same.returncode == 2 and "must differ from the input" in same.stderr.decode()
+
+
+def test_output_controls_shape_the_written_records(tmp_path: Path, expected: dict[str, Any]) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"\n".join(orjson.dumps({"id": n, "text": text}) for n, text in enumerate(TEXTS)))
+    controls = {"NER_OUTPUT_SHAPE": "entities", "NER_ENTITIES_FIELD": "names", "NER_LABELS": "PER,ORG",
+                "NER_LABEL_RENAME": "PER=person", "NER_MIN_SCORE": "0.7", "NER_SCORE_DIGITS": "1"}
+    result = run_annotate(str(source), "-o", str(output), env=controls)
+    assert result.returncode == 0, result.stderr.decode()
+    validator = output_validator("entities", "names")
+    written = read_jsonl(output)
+    assert len(written) == len(TEXTS)
+    for line, (record, text) in enumerate(zip(written, TEXTS, strict=True), start=1):
+        validator.validate(record)
+        assert record["key"] is None and record["ner"]["source"] == {"file": str(source), "line": line}
+        wanted = [e for e in expected[text] if e["label"] in ("PER", "ORG") and e["score"] >= 0.7]
+        assert [(e["label"], e["start"], e["end"]) for e in record["names"]] == [
+            ("person" if e["label"] == "PER" else "ORG", e["start"], e["end"]) for e in wanted]
+        assert all(entity["score"] == round(entity["score"], 1) for entity in record["names"])
+    assert any(record["names"] for record in written)
+
+
+def test_a_label_the_model_does_not_have_stops_annotate(tmp_path: Path) -> None:
+    result = run_annotate("-", stdin=b'{"text": "Anna"}\n', env={"NER_LABELS": "GPE"})
+    assert result.returncode == 2
+    assert "NER_LABELS: GPE is not an entity type of the model (its types: " in result.stderr.decode()
+
+
+def test_a_token_tag_where_an_entity_type_belongs_is_refused(tmp_path: Path) -> None:
+    result = run_annotate("-", stdin=b'{"text": "Anna"}\n', env={"NER_LABELS": "B-MISC,I-MISC"})
+    assert result.returncode == 2
+    assert "NER_LABELS: 'B-MISC' is a token tag, not an entity type; write 'MISC'" in result.stderr.decode()

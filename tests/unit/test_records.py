@@ -2,6 +2,7 @@ import orjson
 import pytest
 
 from worker import records
+from worker.output import OutputControls
 from worker.records import Document, ParseOptions, Rejection, dead_letter_headers, output_value, parse_value
 from worker.settings import load_settings
 
@@ -52,7 +53,7 @@ def test_plain_text_mode_takes_the_whole_value() -> None:
 def test_output_adds_entities_and_ner_and_keeps_the_rest() -> None:
     document = Document("Anna", {"id": 1, "text": "Anna", "entities": "old"})
     entity = {"label": "PER", "text": "Anna", "start": 0, "end": 4, "score": 0.9}
-    body = orjson.loads(output_value(document, [entity], text_field="text", ner={"model": "m"}))
+    body = orjson.loads(output_value(document, [entity], ner={"model": "m"}, controls=OutputControls()))
     assert body == {"id": 1, "text": "Anna", "entities": [entity], "ner": {"model": "m"}}
 
 
@@ -68,7 +69,7 @@ def test_dead_letter_headers_keep_the_originals_and_add_the_reason() -> None:
 
 
 def test_ner_block_names_model_source_and_engine_time() -> None:
-    block = records.ner_block("tiny", {"topic": "in", "partition": 2, "offset": 7}, engine_seconds=0.0125004)
+    block = records.ner_block("tiny", {"topic": "in", "partition": 2, "offset": 7}, document_engine_seconds=0.0125004)
     assert block == {"model": "tiny", "source": {"topic": "in", "partition": 2, "offset": 7},
                      "timings": {"engine_ms": 12.5}}
 

@@ -34,14 +34,14 @@ class ModelFacts:
     pad_token_id: int
 
 
-def read_model_facts(model: str, *caps: int) -> ModelFacts:
+def read_model_facts(model: str, *caps: int, revision: str = "") -> ModelFacts:
     """The model's name, labels and longest window; ``caps`` (0 = none) can only lower the
-    window limit that the model's position table allows."""
+    window limit that the model's position table allows. ``revision``: of a hub id; empty: the default."""
     from transformers import AutoConfig
 
     from worker.text.tokenize import model_length_limit
 
-    config = AutoConfig.from_pretrained(model)
+    config = AutoConfig.from_pretrained(model, revision=revision or None)
     return ModelFacts(
         name=str(getattr(config, "_name_or_path", "") or model).rstrip("/").split("/")[-1],
         id2label={int(k): v for k, v in config.id2label.items()},

@@ -25,11 +25,12 @@ class TransformersEngine:
     scores: ScoreKind = "probabilities"
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", max_length: int = 0,
-                 micro_batch_tokens: int = 8192) -> None:
+                 micro_batch_tokens: int = 8192, revision: str = "") -> None:
         self._model_path = model
+        self._revision = revision or None  # of a hub id; None: the default branch
         self._device_choice = device
         self._dtype_choice = dtype
-        facts = read_model_facts(model, max_length)
+        facts = read_model_facts(model, max_length, revision=revision)
         self.id2label: dict[int, str] = facts.id2label
         self.name = facts.name
         self.max_length = facts.max_length
@@ -43,7 +44,7 @@ class TransformersEngine:
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersEngine:
         return cls(settings.model, device=settings.device, dtype=settings.dtype, max_length=settings.max_length,
-                   micro_batch_tokens=settings.max_batch_tokens)
+                   micro_batch_tokens=settings.max_batch_tokens, revision=settings.model_revision)
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
@@ -63,7 +64,8 @@ class TransformersEngine:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a progress bar per start-up clutters the logs
-        model = AutoModelForTokenClassification.from_pretrained(self._model_path, dtype=dtype)
+        model = AutoModelForTokenClassification.from_pretrained(self._model_path, dtype=dtype,
+                                                                revision=self._revision)
         self._model = model.to(device).eval()
         self._torch = torch
         self._device = device

@@ -58,6 +58,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     if args.format:
         settings = dataclasses.replace(settings, input_format=args.format)
+    if settings.input_format not in ("json", "text"):
+        print(f"ner-worker annotate: NER_INPUT_FORMAT={settings.input_format} is for Kafka records; a file has "
+              "JSON or text lines (pass --format json or --format text)", file=sys.stderr)
+        return 2
     settings = dataclasses.replace(
         settings,
         max_batch_documents=_batch_limit(args.batch_documents, settings, "max_batch_documents",

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from worker.annotator import Annotator, BatchResult, Prepared
 from worker.offline.files import ResultFiles, error_record
 from worker.offline.progress import Progress
-from worker.records import Rejection, interleave, ner_block, output_value
+from worker.output import OutputControls
+from worker.records import Rejection, engine_share, interleave, ner_block, output_value
 from worker.settings import Settings
 
 _MAX_REPORTED = 20
@@ -59,6 +60,7 @@ class OfflineAnnotation:
         self.errors_name = errors_name
         self.report = report if report is not None else progress.note
         self.summary = Summary()
+        self.output_controls = OutputControls.from_settings(settings)
 
     async def run(self, lines: Iterable[tuple[int, bytes, int]], *, skip_through: int = 0) -> Summary:
         """Annotate every line after ``skip_through``. Raises ``EngineError`` after writing all earlier lines."""
@@ -131,8 +133,8 @@ class OfflineAnnotation:
             else:
                 assert slot.document is not None
                 ner = ner_block(self.annotator.model_name, {"file": self.input_name, "line": slot.line},
-                                engine_seconds=result.engine_seconds)
-                self.files.document(output_value(slot.document, outcome, text_field=self.settings.text_field, ner=ner))
+                                document_engine_seconds=engine_share(result.engine_seconds, slot.tokens, result.tokens))
+                self.files.document(output_value(slot.document, outcome, ner=ner, controls=self.output_controls))
                 self.summary.entities += len(outcome)
                 documents += 1
             self.summary.last_line = slot.line

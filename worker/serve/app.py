@@ -24,6 +24,7 @@ from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
 from worker.http import probe_routes
+from worker.output import OutputControls
 from worker.records import (
     EMPTY_VALUE,
     INVALID_JSON,
@@ -65,6 +66,7 @@ class ServeState:
         self.text_input = dataclasses.replace(self.json_input, input_format="text")
         self.metrics = metrics
         self.max_request_documents = max_request_documents
+        self.output_controls = OutputControls.from_settings(settings)
         self.annotator: Annotator | None = None
         self.batcher: MicroBatcher | None = None
         self._engine = engine
@@ -96,7 +98,7 @@ class ServeState:
 
 def build_app(state: ServeState, *, max_request_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[_observe(state.metrics)])
-    openapi = orjson.dumps(openapi_document(text_field=state.settings.text_field,
+    openapi = orjson.dumps(openapi_document(text_field=state.settings.text_field, output=state.output_controls,
                                             max_request_documents=state.max_request_documents, version=__version__))
 
     async def annotate(request: web.Request) -> web.StreamResponse:
@@ -199,8 +201,8 @@ def _answer(state: ServeState, parsed: list[Document | Rejection], results: list
             errors.append({"index": index, "reason": rejection.reason, "message": rejection.message})
             outputs.append(b"null")
             continue
-        ner = ner_block(model, {"request": request_id, "index": index}, engine_seconds=engine_seconds)
-        outputs.append(output_value(document, entities, text_field=state.settings.text_field, ner=ner))
+        ner = ner_block(model, {"request": request_id, "index": index}, document_engine_seconds=engine_seconds)
+        outputs.append(output_value(document, entities, ner=ner, controls=state.output_controls))
         state.metrics.documents_annotated.inc()
         for entity in entities:
             state.metrics.entities.labels(entity["label"]).inc()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.annotator import Annotator
-from worker.records import Rejection
+from worker.records import Rejection, engine_share
 from worker.serve.metrics import ServeMetrics
 from worker.text.decode import Entity
 from worker.text.tokenize import EncodedText
@@ -60,7 +60,8 @@ class MicroBatcher:
         await asyncio.gather(*self._batches, return_exceptions=True)
 
     async def annotate(self, documents: Sequence[EncodedText]) -> list[tuple[list[Entity] | Rejection, float]]:
-        """Entities (or the reason there are none) and the engine seconds of their batch, per document, in order."""
+        """Entities (or the reason there are none) and the document's share of its batch's engine
+        seconds (``engine_share``), per document, in order."""
         if self._queued + len(documents) > self._max_queued:
             raise Overloaded(f"{self._queued} documents are waiting; the limit is {self._max_queued}")
         loop = asyncio.get_running_loop()
@@ -158,4 +159,4 @@ class MicroBatcher:
         self._metrics.tokens_processed.inc(result.tokens)
         for item, entities in zip(live, result.entities, strict=True):
             if not item.future.done():
-                item.future.set_result((entities, result.engine_seconds))
+                item.future.set_result((entities, engine_share(result.engine_seconds, item.tokens, result.tokens)))

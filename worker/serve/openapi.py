@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.output import OutputControls
+
 ENTITY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["label", "text", "start", "end", "score"],
@@ -38,7 +40,28 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": _REF + "Error"}}}}
 
 
-def openapi_document(*, text_field: str, max_request_documents: int, version: str) -> dict[str, Any]:
+def _annotated_document(output: OutputControls) -> dict[str, Any]:
+    """The answer for one document, in the shape and under the field name the output controls say."""
+    properties: dict[str, Any] = {
+        output.entities_field: {"type": "array", "items": {"$ref": _REF + "Entity"}},
+        "ner": {"type": "object", "required": ["model", "source"], "properties": {
+            "model": {"type": "string"},
+            "source": {"type": "object", "required": ["request", "index"], "additionalProperties": False,
+                       "properties": {"request": {"type": "string"}, "index": {"type": "integer", "minimum": 0}}},
+            "timings": {"type": "object", "properties": {"engine_ms": {"type": "number", "minimum": 0}}},
+        }},
+    }
+    if output.shape == "entities":
+        properties["key"] = {"type": "null", "description": "Documents over HTTP have no record key."}
+        return {"type": "object", "required": ["key", output.entities_field, "ner"], "additionalProperties": False,
+                "description": f"Entities only: key, {output.entities_field} and ner.", "properties": properties}
+    return {"type": "object", "required": [output.entities_field, "ner"], "additionalProperties": True,
+            "description": f"The input object (or {{text field: text}} for text/plain) plus {output.entities_field} "
+                           "and ner.", "properties": properties}
+
+
+def openapi_document(*, text_field: str, max_request_documents: int, version: str,
+                     output: OutputControls) -> dict[str, Any]:
     input_schema = _text_path_schema(text_field)
     input_schema["properties"]["id"] = {"description": "Optional document id, passed through like every other field."}
     input_schema["additionalProperties"] = True
@@ -84,20 +107,7 @@ def openapi_document(*, text_field: str, max_request_documents: int, version: st
         "components": {"schemas": {
             "InputDocument": input_schema,
             "Entity": ENTITY_SCHEMA,
-            "AnnotatedDocument": {
-                "type": "object", "required": ["entities", "ner"], "additionalProperties": True,
-                "description": "The input object (or {text field: text} for text/plain) plus entities and ner.",
-                "properties": {
-                    "entities": {"type": "array", "items": {"$ref": _REF + "Entity"}},
-                    "ner": {"type": "object", "required": ["model", "source"], "properties": {
-                        "model": {"type": "string"},
-                        "source": {"type": "object", "required": ["request", "index"], "additionalProperties": False,
-                                   "properties": {"request": {"type": "string"},
-                                                  "index": {"type": "integer", "minimum": 0}}},
-                        "timings": {"type": "object", "properties": {"engine_ms": {"type": "number", "minimum": 0}}},
-                    }},
-                },
-            },
+            "AnnotatedDocument": _annotated_document(output),
             "BatchResult": {
                 "type": "object", "required": ["documents", "errors"], "additionalProperties": False,
                 "properties": {

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from worker import __version__
 from worker.annotator import Annotator
 from worker.engine import Engine
+from worker.formats.resolver import resolver_from_settings
 from worker.http import HealthServer
-from worker.settings import Settings
+from worker.settings import Settings, SettingsError
 from worker.signals import stop_on_signals
 from worker.stream.config import RunnerConfig
 from worker.stream.connect import KafkaClients, StartupError, client_kwargs, connect, make_clients, partition_counts
@@ -29,6 +30,7 @@ from worker.stream.runner import StreamRunner
 from worker.stream.sink import Rewind, Sink, SinkFactory
 from worker.stream.transactions import TransactionalPublisher, eos_producer_factory
 from worker.stream.writer import RecordWriter
+from worker.tracing import tracing_from_environment
 
 __all__ = ["StartupError", "StatusReport", "run_worker"]
 
@@ -59,10 +61,15 @@ async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None
 
 
 async def _run(settings: Settings, metrics: WorkerMetrics, engine: Engine | None, status: StreamStatus) -> None:
+    tracing = tracing_from_environment(service_version=__version__)  # off unless an OTLP endpoint is set
     http = HealthServer(metrics.registry, health=status.health, readiness=status.readiness,
                         host=settings.http_host, port=settings.http_port)
     guard_secret_logging(settings)
     common = client_kwargs(settings)  # before the slow engine load: a bad certificate or key fails at once
+    try:
+        resolver = status.resolver = resolver_from_settings(settings)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
     if settings.http_port:
         await http.start()
     log.info("loading engine %s with model %s", settings.engine, settings.model)
@@ -81,7 +88,7 @@ async def _run(settings: Settings, metrics: WorkerMetrics, engine: Engine | None
         sink = await _sink_factory(clients, settings, metrics)
         status.broker_reachable = True
         runner = StreamRunner(RunnerConfig.from_settings(settings), clients.consumer, sink, annotator, metrics,
-                              status)
+                              status, resolver=resolver, tracing=tracing)
         clients.consumer.subscribe([settings.input_topic], listener=runner.listener())
         await _run_until_stopped(runner, stop_requested, settings.drain_timeout_s,
                                  monitor(clients.consumer, runner.tracker.committed_positions, metrics, status))
@@ -90,7 +97,10 @@ async def _run(settings: Settings, metrics: WorkerMetrics, engine: Engine | None
         await _stop_quietly(clients.consumer.stop(), "consumer")  # leaves the group: partitions move at once
         await _stop_quietly(clients.producer.stop(), "producer")
         await annotator.engine.close()
+        if resolver is not None:
+            await resolver.close()
         await http.close()
+        tracing.shutdown()  # sends the spans still queued (nothing when tracing is off)
 
 
 async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: WorkerMetrics) -> SinkFactory:
@@ -99,7 +109,7 @@ async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: Work
     writer = RecordWriter(settings, metrics, output_partitions=partitions[settings.output_topic],
                           dead_letter_partitions=partitions[settings.dead_letter_topic])
     if settings.delivery == "at-least-once":
-        return lambda rewind: Publisher(clients.producer, writer, rewind=rewind)
+        return lambda rewind: Publisher(clients.producer, writer, rewind=rewind, make_producer=clients.new_producer)
     make_producer = eos_producer_factory({**clients.common, **clients.producer_limits},
                                          client_id=f"{settings.client_id}-txn",
                                          transaction_timeout_ms=settings.transaction_timeout_ms)
@@ -107,7 +117,8 @@ async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: Work
     def transactional(rewind: Rewind) -> Sink:
         return TransactionalPublisher(writer, make_producer, group_id=settings.group_id,
                                       id_prefix=settings.transactional_id_prefix, rewind=rewind,
-                                      start_timeout_s=settings.connect_retry_timeout_s)
+                                      start_timeout_s=settings.connect_retry_timeout_s,
+                                      transaction_timeout_s=settings.transaction_timeout_ms / 1000)
 
     return transactional
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -31,15 +31,25 @@ class StartupError(RuntimeError):
     """The worker cannot start; the message names the cause."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KafkaClients:
     """The shared producer (at-least-once outputs, topic metadata) and the group's consumer."""
 
-    producer: AIOKafkaProducer
     consumer: AIOKafkaConsumer
     common: dict[str, Any]
     """Connection and security arguments, for the exactly-once producers made later."""
     producer_limits: dict[str, Any]
+    client_id: str
+    producer: AIOKafkaProducer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.producer = self.new_producer()
+
+    def new_producer(self) -> AIOKafkaProducer:
+        """An idempotent producer like the shared one, not started (the at-least-once publisher
+        replaces a producer whose sequence numbers a refused batch broke)."""
+        return AIOKafkaProducer(client_id=f"{self.client_id}-producer", enable_idempotence=True, acks="all",
+                                linger_ms=5, **self.producer_limits, **self.common)
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -53,17 +63,13 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 def make_clients(settings: Settings, common: dict[str, Any]) -> KafkaClients:
     """Both clients, not started yet."""
     producer_limits = {"max_request_size": settings.max_produce_bytes, "max_batch_size": 262_144}
-    producer = AIOKafkaProducer(
-        client_id=f"{settings.client_id}-producer", enable_idempotence=True, acks="all", linger_ms=5,
-        **producer_limits, **common,
-    )
     consumer = AIOKafkaConsumer(
         client_id=f"{settings.client_id}-consumer", group_id=settings.group_id, enable_auto_commit=False,
         auto_offset_reset=settings.auto_offset_reset, isolation_level="read_committed",
         session_timeout_ms=settings.session_timeout_ms, max_poll_interval_ms=settings.max_poll_interval_ms,
         **common,
     )
-    return KafkaClients(producer, consumer, common, producer_limits)
+    return KafkaClients(consumer, common, producer_limits, settings.client_id)
 
 
 async def connect(clients: KafkaClients, settings: Settings) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
+from worker.logs import extra_fields
 from worker.settings import Settings
 
 # OpenSSL's X509_V_ERR_* codes of the broker certificate checks a user can act on.
@@ -129,10 +130,17 @@ class _RedactSecrets(logging.Filter):
         if record.exc_info:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
         if any(secret in text for secret in self._secrets):
-            for secret in self._secrets:
-                text = text.replace(secret, "**********")
-            record.msg, record.args, record.exc_info, record.exc_text = text, None, None, None
+            record.msg, record.args, record.exc_info, record.exc_text = self._mask(text), None, None, None
+        # Structured fields (extra={...}) are logged as they are: an error text may carry a secret.
+        for key, value in extra_fields(record).items():
+            if isinstance(value, str) and any(secret in value for secret in self._secrets):
+                setattr(record, key, self._mask(value))
         return True
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "**********")
+        return text
 
 
 def guard_secret_logging(settings: Settings) -> None:

@@ -21,8 +21,9 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from worker.annotator import Annotator, BatchResult, Prepared
-from worker.records import Rejection, interleave, ner_block
-from worker.retry import Backoff
+from worker.formats import SchemaResolver
+from worker.records import Rejection, engine_share, interleave, ner_block
+from worker.retry import Backoff, backoff_delay
 from worker.stream.batcher import Batcher
 from worker.stream.config import RunnerConfig
 from worker.stream.entries import Annotated, Outcome, SourceRecord
@@ -31,6 +32,7 @@ from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
 from worker.stream.sink import SinkFactory
 from worker.text.tokenize import EncodedText
+from worker.tracing import BatchTrace, Tracing, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,12 @@ _ENGINE_RETRY_BASE_S = 1.0
 _ENGINE_RETRY_MAX_S = 2.0
 _POLL_MS = 100
 _RESUME_FRACTION = 0.75
+# A partition rewound this many times in a row to one offset stops the worker; the waits between
+# rewinds double from _REWIND_BACKOFF_S (0.5 + 1 + 2 + 4 s before the last one).
+_MAX_REWINDS = 5
+_COMMIT_TIMEOUT_S = 10.0
+_REWIND_BACKOFF_S = 0.5
+_REWIND_BACKOFF_MAX_S = 8.0
 
 
 @dataclass(slots=True)
@@ -57,6 +65,7 @@ class InflightBatch:
     items: list[WorkItem]
     tokens: int
     task: asyncio.Task[BatchResult]
+    trace: BatchTrace
 
 
 class FatalStreamError(RuntimeError):
@@ -64,11 +73,18 @@ class FatalStreamError(RuntimeError):
 
 
 class StreamRunner:
-    """The loop of one consumer. ``sink`` builds the publisher, handing it this runner's ``rewind``."""
+    """The loop of one consumer. ``sink`` builds the publisher, handing it this runner's ``rewind``.
+
+    ``resolver`` (Schema Registry input formats only) fetches the writer schemas of fetched
+    records before they are parsed; ``tracing`` (off unless configured) records the stages.
+    """
 
     def __init__(self, config: RunnerConfig, consumer: AIOKafkaConsumer, sink: SinkFactory,
-                 annotator: Annotator, metrics: WorkerMetrics, status: StreamStatus) -> None:
+                 annotator: Annotator, metrics: WorkerMetrics, status: StreamStatus, *,
+                 resolver: SchemaResolver | None = None, tracing: Tracing | None = None) -> None:
         self.config = config
+        self.resolver = resolver
+        self.tracing = tracing if tracing is not None else Tracing()  # the base class: tracing off
         self.consumer = consumer
         self.publisher = sink(self.rewind)
         self.annotator = annotator
@@ -85,6 +101,9 @@ class StreamRunner:
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._last_commit = time.monotonic()
+        self._first_read: dict[TopicPartition, int] = {}  # where a rewind without a committed offset goes
+        self._rewound: dict[TopicPartition, tuple[int | None, int]] = {}  # offset of the last rewinds, how many
+        self._generation = 0  # assignments seen; a rewind spanning one leaves the position alone
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -124,9 +143,13 @@ class StreamRunner:
     async def _poll_once(self) -> None:
         wait = self.batcher.seconds_until_due()
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
+        started_ns = now_ns() if self.tracing.enabled else 0
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_documents * 4)
+        if self.tracing.enabled and fetched:
+            self.tracing.poll(started_ns, [r.headers for records in fetched.values() for r in records])
+        resolved = await self._resolve_schemas(fetched)
         for tp, records in fetched.items():
-            if tp in self._on_hold or not self.tracker.is_assigned(tp):
+            if not resolved or tp in self._on_hold or not self.tracker.is_assigned(tp):
                 # Being revoked, rewound or set up: hand the records back so that whoever reads the
                 # partition next (maybe this worker) starts at the first of them.
                 if tp in self.consumer.assignment():
@@ -134,15 +157,30 @@ class StreamRunner:
                 continue
             await self._accept(tp, records)
 
+    async def _resolve_schemas(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> bool:
+        """Schema Registry formats: fetch the writer schemas the records name before parsing them.
+        While the registry does not answer, the records wait here, neither parsed nor tracked;
+        False when a stop came first (they are then handed back, not processed)."""
+        if self.resolver is None or not fetched:
+            return True
+
+        def still_alive() -> None:  # waiting for the registry is not a stalled loop
+            self.status.last_loop = time.monotonic()
+
+        values = (record.value for records in fetched.values() for record in records)
+        return await self.resolver.resolve(values, self._stopping, on_wait=still_alive)
+
     async def _accept(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         progress = self.tracker.progress(tp)
+        self._first_read.setdefault(tp, records[0].offset)
         items: list[WorkItem] = []
         for record in records:
             progress.track(record.offset)
             self.metrics.records_received.inc()
             items.append(WorkItem(source=SourceRecord(tp, record.offset, record.key, record.value,
                                                       tuple(record.headers), record.timestamp, progress)))
-        self.annotator.prepare(items, lambda item: item.source.value)
+        with self.tracing.tokenize():
+            self.annotator.prepare(items, lambda item: item.source.value)
         for item in items:
             self.batcher.add(item, item.tokens)
 
@@ -154,26 +192,31 @@ class StreamRunner:
         ):
             items = self.batcher.take()
             tokens = sum(item.tokens for item in items)
-            task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded]))
-            self.inflight.put_nowait(InflightBatch(items, tokens, task))
+            trace = self.tracing.batch(item.source.headers for item in items)
+            task = asyncio.create_task(self._annotate([item.encoded for item in items if item.encoded], trace))
+            self.inflight.put_nowait(InflightBatch(items, tokens, task, trace))
             self.inflight_tokens += tokens
             self.metrics.batch_documents.observe(sum(1 for item in items if item.encoded is not None))
             self.metrics.batch_tokens.observe(tokens)
 
-    async def _annotate(self, documents: list[EncodedText]) -> BatchResult:
+    async def _annotate(self, documents: list[EncodedText], trace: BatchTrace) -> BatchResult:
         backoff = Backoff(_ENGINE_RETRY_BASE_S, _ENGINE_RETRY_MAX_S)
         while True:
+            started_ns = now_ns() if self.tracing.enabled else 0
             try:
                 result = await self.annotator.annotate_encoded(documents)
             except Exception as exc:
                 self.metrics.engine_errors.inc()
                 if backoff.failures + 1 >= _ENGINE_ATTEMPTS:
                     raise
-                log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, exc)
+                log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, exc,
+                            extra={"batch_size": len(documents), "attempt": backoff.failures + 1, "error": repr(exc)})
                 await backoff.wait()
             else:
                 self.metrics.engine_seconds.observe(result.engine_seconds)
                 self.metrics.tokens_processed.inc(result.tokens)
+                if self.tracing.enabled:
+                    trace.engine(started_ns, result.engine_seconds, now_ns())
                 return result
 
     async def _publish_in_order(self) -> None:
@@ -192,13 +235,19 @@ class StreamRunner:
                 else:
                     assert item.document is not None
                     entries.append((item.source, Annotated(item.document, outcome, self._ner_block(item, result))))
-            await self.publisher.publish(entries)
+            with batch.trace.publish():
+                if self.tracing.enabled:  # each output continues its input's trace
+                    for source, _ in entries:
+                        source.headers = tuple(batch.trace.record_headers(source.headers))
+                await self.publisher.publish(entries)
+            batch.trace.end()
             self.inflight_tokens -= batch.tokens
 
     def _ner_block(self, item: WorkItem, result: BatchResult) -> dict[str, object]:
         source = item.source
         position = {"topic": source.tp.topic, "partition": source.tp.partition, "offset": source.offset}
-        return ner_block(self.annotator.model_name, position, engine_seconds=result.engine_seconds)
+        return ner_block(self.annotator.model_name, position,
+                         document_engine_seconds=engine_share(result.engine_seconds, item.tokens, result.tokens))
 
     # --- flow control and commits ---------------------------------------------------------
 
@@ -225,11 +274,15 @@ class StreamRunner:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+            # aiokafka retries a retriable commit error (no coordinator) without end: bounded here,
+            # a commit that does not answer counts as failed and the next commit tries again.
+            with self.tracing.commit(len(offsets)):
+                await asyncio.wait_for(self.consumer.commit(offsets), timeout=_COMMIT_TIMEOUT_S)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
-            log.warning("offset commit failed: %s", exc)
+            log.warning("offset commit failed: %r", exc,
+                        extra={"partitions": len(offsets), "error": repr(exc)})
             return
         self.tracker.mark_committed(offsets)
         self.metrics.commits.inc()
@@ -253,50 +306,83 @@ class StreamRunner:
         finished = await self._drain(deadline_s=self.config.drain_timeout_s, partitions=revoked)
         if not finished:
             log.warning("revoke: in-flight work of %d partitions did not finish in %.1fs; not committing it",
-                        len(revoked), self.config.drain_timeout_s)
+                        len(revoked), self.config.drain_timeout_s, extra={"partitions": len(revoked)})
         await self.commit(revoked)
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)
+        for tp in revoked:
+            self._first_read.pop(tp, None)
+            self._rewound.pop(tp, None)
         await self.publisher.partitions_revoked(sorted(revoked))
         for tp in revoked:
             self.metrics.forget_lag(tp.topic, tp.partition)
         self._on_hold -= revoked
 
-    async def rewind(self, tp: TopicPartition, lost: bool) -> None:
-        """Forget the in-flight work of ``tp`` and read it again from its last committed offset.
+    async def rewind(self, tp: TopicPartition, fenced: bool) -> None:
+        """Forget the in-flight work of ``tp`` and read it again from its committed offset.
 
-        Used after a refused write or an aborted transaction. A lost (fenced) partition has a
-        new owner: it is only dropped.
+        Used after a failed write or an aborted transaction. If the partition is still assigned
+        to this worker, the publisher first takes it up again (exactly-once: a new producer with
+        the partition's transactional id, which fences every older one, this worker's own
+        included), and only then is the committed offset read: a transaction of an older owner
+        is settled by then. A partition without a committed offset goes back to the first offset
+        this worker read from it. Rewinding to the same offset again and again backs off, and
+        after ``_MAX_REWINDS`` stops the worker: the fault is not going away by itself.
         """
         if not self.tracker.is_assigned(tp):
             return
-        committed = self.tracker.progress(tp).committed
         self._on_hold.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
+        generation = self._generation
         try:
             self.tracker.revoke([tp])
             self.batcher.remove(lambda item: item.source.tp != tp)
-            if lost or tp not in self.consumer.assignment():
+            if tp not in self.consumer.assignment():
+                return  # revoked meanwhile: its new owner reads it
+            await self.publisher.partitions_assigned([tp])
+            committed = await self.consumer.committed(tp)
+            if generation != self._generation or tp not in self.consumer.assignment():
+                return  # a rebalance happened meanwhile: the assignment set the position
+            position = self._first_read.get(tp) if committed is None else committed
+            if not await self._back_off(tp, position, fenced):
                 return
-            if committed is None:
-                committed = await self.consumer.committed(tp)
-            if committed is None:
-                if self.config.auto_offset_reset == "earliest":
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    await self.consumer.seek_to_end(tp)
-            else:
-                self.consumer.seek(tp, committed)
+            if position is not None:  # None: nothing was read yet, the position has not moved
+                self.consumer.seek(tp, position)
             self.tracker.assign([tp])
             self.tracker.progress(tp).committed = committed
             self.metrics.rewinds.inc()
+        except Exception as exc:  # cannot take the partition up again: stop rather than strand it
+            self._fatal = self._fatal or FatalStreamError(f"{tp}: cannot rewind the partition: {exc!r}")
         finally:
             self._on_hold.discard(tp)
 
+    async def _back_off(self, tp: TopicPartition, position: int | None, fenced: bool) -> bool:
+        """Wait before a repeated rewind to the same offset; False (and stop) after too many."""
+        last, count = self._rewound.get(tp, (None, 0))
+        count = count + 1 if last == position else 1
+        self._rewound[tp] = (position, count)
+        if count > _MAX_REWINDS:
+            self._fatal = self._fatal or FatalStreamError(
+                f"{tp.topic}-{tp.partition}: rewound {_MAX_REWINDS} times to offset {position} without getting "
+                "past it; the last write errors are logged above"
+            )
+            return False
+        log.warning("%s-%d: %srewinding to offset %s (%d of at most %d in a row)", tp.topic, tp.partition,
+                    "fenced; " if fenced else "", position, count, _MAX_REWINDS)
+        if count > 1:
+            await asyncio.sleep(backoff_delay(count - 2, _REWIND_BACKOFF_S, _REWIND_BACKOFF_MAX_S))
+        return True
+
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._on_hold |= assigned  # until the publisher is ready for them (exactly-once producers)
+        self._generation += 1
         try:
             await self.publisher.partitions_assigned(sorted(assigned))
             self.tracker.assign(assigned)
+        except Exception as exc:  # e.g. no transactional producer can start: stop, do not strand them
+            self._fatal = self._fatal or FatalStreamError(
+                f"cannot take up the assigned partitions {sorted(f'{tp.topic}-{tp.partition}' for tp in assigned)}: "
+                f"{exc!r}")
+            return
         finally:
             self._on_hold -= assigned
         self.status.group_joined = True

@@ -24,8 +24,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from worker.records import OUTPUT_REJECTED, Rejection
 from worker.retry import Backoff
 from worker.stream.entries import Outcome, Outgoing, SourceRecord
+from worker.stream.publisher import RefusedDeadLetterError
+from worker.stream.refusals import describe, is_refusal
 from worker.stream.sink import Rewind
 from worker.stream.writer import RecordWriter
 
@@ -33,22 +36,39 @@ log = logging.getLogger(__name__)
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
 
+_TRANSACTION_MARGIN_S = 5.0
+_REVOKE_WAIT_S = 5.0
+
 
 def transactional_id(prefix: str, group_id: str, tp: TopicPartition) -> str:
-    """Stable per input partition, so that the partition's next owner fences the previous one."""
-    return f"{prefix}.{group_id}.{tp.topic}.{tp.partition}"
+    """Stable per input partition, so that the partition's next owner fences the previous one.
+
+    The parts are joined by dots, so a dot inside the group or topic is escaped (``%2E``, and
+    ``%`` as ``%25``): group ``a.b`` with topic ``c`` and group ``a`` with topic ``b.c`` must not
+    share an id (they would fence each other). Names without either character keep the plain id.
+    The prefix stays as it is (ACLs on transactional ids name it); with exactly three dots after
+    it, two ids are equal only when their prefixes are.
+    """
+    return f"{prefix}.{_escape(group_id)}.{_escape(tp.topic)}.{tp.partition}"
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace(".", "%2E")
 
 
 class TransactionalPublisher:
     def __init__(self, writer: RecordWriter, make_producer: ProducerFactory, *, group_id: str, id_prefix: str,
-                 rewind: Rewind, start_timeout_s: float) -> None:
+                 rewind: Rewind, start_timeout_s: float, transaction_timeout_s: float) -> None:
         self._start_timeout_s = start_timeout_s
+        self._transaction_bound_s = transaction_timeout_s + _TRANSACTION_MARGIN_S
         self._writer = writer
         self._make_producer = make_producer
         self._group_id = group_id
         self._id_prefix = id_prefix
         self._rewind = rewind
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._suspects: dict[TopicPartition, set[int]] = {}
+        self._running: dict[TopicPartition, asyncio.Future[None]] = {}  # the transaction in progress
 
     async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         # Starting the producer runs InitProducerId: this is the moment the previous owner of the
@@ -59,19 +79,27 @@ class TransactionalPublisher:
         backoff = Backoff(deadline_s=self._start_timeout_s)
         while True:
             producer = self._make_producer(transactional_id(self._id_prefix, self._group_id, tp))
-            try:
-                await producer.start()
-            except KafkaError as exc:
+            try:  # start() itself has no bound (it waits for a coordinator): bounded by the deadline
+                await asyncio.wait_for(producer.start(), timeout=max(0.1, backoff.remaining()))
+            except (KafkaError, TimeoutError) as exc:
                 await _stop(producer)
                 if backoff.exhausted():
                     raise
-                log.warning("%s: transactional producer cannot start yet (%r); retrying", tp, exc)
+                log.warning("%s: transactional producer cannot start yet (%r); retrying", tp, exc,
+                            extra={"topic": tp.topic, "partition": tp.partition, "error": repr(exc)})
                 await backoff.wait()
                 continue
             self._producers[tp] = producer
             return
 
     async def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        # A transaction already under way is let finish (briefly) rather than having its producer
+        # stopped under it: its outputs and offsets commit or abort together either way.
+        running = [self._running[tp] for tp in partitions if tp in self._running]
+        if running:
+            await asyncio.wait(running, timeout=_REVOKE_WAIT_S)
+        for tp in partitions:
+            self._suspects.pop(tp, None)
         producers = [self._producers.pop(tp) for tp in partitions if tp in self._producers]
         await asyncio.gather(*(_stop(p) for p in producers))
 
@@ -85,36 +113,119 @@ class TransactionalPublisher:
         await asyncio.gather(*(self._transact(tp, records) for tp, records in by_partition.items()))
 
     async def _transact(self, tp: TopicPartition, records: list[Outgoing]) -> None:
+        """One transaction for the records, or one per stretch when some are refusal suspects.
+
+        A suspect (its write was refused in an earlier, aborted transaction) gets a transaction
+        of its own; refused again, it is replaced by an ``output_rejected`` dead letter committed
+        with its offset, so that the dead letter is written once and the partition moves on.
+        """
+        suspects = self._suspects.get(tp, set())
+        for stretch in _stretches(records, suspects):
+            alone = len(stretch) == 1 and stretch[0].source.offset in suspects
+            refused = await self._commit(tp, stretch)
+            if refused is None:
+                continue
+            if not (alone and refused):
+                return  # aborted and rewound (or fenced): the rest is read again
+            if not await self._dead_letter_refused(tp, stretch[0], refused[0]):
+                return
+
+    async def _commit(self, tp: TopicPartition, records: list[Outgoing]) -> list[BaseException] | None:
+        """Commit the records with their offsets; None when committed, else the refusals seen.
+
+        The transaction runs as a task of its own, awaited for at most the transaction timeout
+        (plus a margin): by then the broker has aborted it, and a producer stopped under it (a
+        revoke that could not wait) would otherwise leave its futures unresolved for good.
+        """
         producer = self._producers.get(tp)
         if producer is None or records[0].source.progress.detached:
-            return  # the partition was revoked or rewound meanwhile; its records are read again
+            return []  # the partition was revoked or rewound meanwhile; its records are read again
         position = records[-1].source.offset + 1
+        refusals: list[BaseException] = []
+        task = asyncio.ensure_future(self._transaction(producer, tp, records, position, refusals))
+        self._running[tp] = task
         try:
-            async with producer.transaction():
-                futures = [await self._writer.send(producer, record) for record in records]
-                await asyncio.gather(*futures)
-                await producer.send_offsets_to_transaction({tp: position}, self._group_id)
-        except ProducerFenced as exc:
-            log.warning("%s: fenced by the partition's new owner (%s); giving it up", tp, exc)
-            await self._after_abort(tp, fenced=True)
-            return
-        except (TimeoutError, KafkaError) as exc:
-            log.warning("%s: transaction aborted (%r); rewinding to the last committed offset", tp, exc)
-            await self._after_abort(tp, fenced=False)
-            return
+            await asyncio.wait({task}, timeout=self._transaction_bound_s)
+        finally:
+            if self._running.get(tp) is task:
+                del self._running[tp]
+        error: BaseException | None
+        if task.done():
+            error = task.exception()
+        else:
+            task.cancel()  # not awaited: its abort may wait on a stopped producer for ever
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            error = TimeoutError(f"the transaction did not end within {self._transaction_bound_s:g}s")
+        if isinstance(error, ProducerFenced):
+            log.warning("%s: fenced (%s); taking the partition up again if it is still ours", tp, error,
+                        extra={"topic": tp.topic, "partition": tp.partition, "error": repr(error)})
+            await self._after_abort(tp, producer, fenced=True)
+            return []
+        if isinstance(error, (TimeoutError, KafkaError)):
+            log.warning("%s: transaction aborted (%r)", tp, error,
+                        extra={"topic": tp.topic, "partition": tp.partition, "batch_size": len(records),
+                               "error": repr(error)})
+            await self._after_abort(tp, producer, fenced=False, rewind=not refusals or len(records) > 1)
+            return refusals
+        if error is not None:
+            raise error
         for record in records:
             record.on_written()
+            self._suspects.get(tp, set()).discard(record.source.offset)
         records[0].source.progress.committed = position
+        return None
 
-    async def _after_abort(self, tp: TopicPartition, *, fenced: bool) -> None:
-        producer = self._producers.pop(tp, None)
-        if producer is not None:
-            # A producer in an error state cannot start another transaction: replace it. Starting
-            # the replacement aborts anything the broker still holds open for this id.
-            await _stop(producer)
-            if not fenced:
-                await self.partitions_assigned([tp])
-        await self._rewind(tp, fenced)
+    async def _transaction(self, producer: AIOKafkaProducer, tp: TopicPartition, records: list[Outgoing],
+                           position: int, refusals: list[BaseException]) -> None:
+        async with producer.transaction():
+            futures = [await self._writer.send(producer, record) for record in records]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failures = [(r, e) for r, e in zip(records, results, strict=True) if isinstance(e, BaseException)]
+            refusals += [e for _, e in failures if is_refusal(e)]
+            self._suspects.setdefault(tp, set()).update(r.source.offset for r, e in failures if is_refusal(e))
+            if failures:
+                raise failures[0][1]
+            await producer.send_offsets_to_transaction({tp: position}, self._group_id)
+
+    async def _dead_letter_refused(self, tp: TopicPartition, record: Outgoing, refusal: BaseException) -> bool:
+        source = record.source
+        if record.topic == self._writer.dead_letter_topic:
+            raise RefusedDeadLetterError(f"{source.tp} offset {source.offset}: {describe(refusal)}") from refusal
+        log.warning("%s offset %d: %s; dead-lettering it as %s", tp, source.offset, describe(refusal),
+                    OUTPUT_REJECTED)
+        await self.partitions_assigned([tp])  # the aborted producer was stopped: a new one, same id
+        dead_letter = self._writer.dead_letter(source, Rejection(OUTPUT_REJECTED, describe(refusal)))
+        refused = await self._commit(tp, [dead_letter])
+        if refused:
+            raise RefusedDeadLetterError(f"{source.tp} offset {source.offset}: {describe(refused[0])}")
+        return refused is None
+
+    async def _after_abort(self, tp: TopicPartition, producer: AIOKafkaProducer, *, fenced: bool,
+                           rewind: bool = True) -> None:
+        # A producer in an error state cannot start another transaction: it is stopped, and the
+        # rewind (or the dead letter) starts a new one with the same id, which also aborts
+        # anything the broker still holds open for it. A producer that is no longer the
+        # partition's (revoked, and maybe assigned again since with a new producer) only stops:
+        # the new tenure is not to be disturbed.
+        await _stop(producer)
+        if self._producers.get(tp) is not producer:
+            return
+        del self._producers[tp]
+        if rewind:
+            await self._rewind(tp, fenced)
+
+
+def _stretches(records: list[Outgoing], suspects: set[int]) -> list[list[Outgoing]]:
+    """The records cut so that each suspect stands alone, in order."""
+    if not suspects:
+        return [records]
+    stretches: list[list[Outgoing]] = [[]]
+    for record in records:
+        if record.source.offset in suspects:
+            stretches += [[record], []]
+        else:
+            stretches[-1].append(record)
+    return [stretch for stretch in stretches if stretch]
 
 
 async def _stop(producer: AIOKafkaProducer) -> None:

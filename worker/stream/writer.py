@@ -13,7 +13,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from worker.records import OUTPUT_TOO_LARGE, Rejection, dead_letter_headers, output_value
+from worker.formats.resolver import RecordRejected, cache_for, cache_key
+from worker.output import OutputControls
+from worker.records import OUTPUT_TOO_LARGE, Rejection, dead_letter_headers, output_object, output_value
 from worker.settings import Settings
 from worker.stream.entries import Annotated, Outcome, Outgoing, SourceRecord
 from worker.stream.metrics import WorkerMetrics
@@ -28,10 +30,13 @@ class RecordWriter:
         self._metrics = metrics
         self._output_partitions = output_partitions
         self._dead_letter_partitions = dead_letter_partitions
+        self._output_controls = OutputControls.from_settings(settings)
 
     def output(self, source: SourceRecord, annotated: Annotated) -> Outgoing:
-        value = output_value(annotated.document, annotated.entities, text_field=self._settings.text_field,
-                             ner=annotated.ner)
+        try:
+            value = self._value(source, annotated)
+        except RecordRejected as rejected:
+            return self.dead_letter(source, Rejection(rejected.reason, rejected.message))
         partition = source.tp.partition % self._output_partitions
         if self._settings.output_partitioning == "key" and source.key is not None:
             partition = -1
@@ -47,6 +52,14 @@ class RecordWriter:
         return Outgoing(self._settings.output_topic, value, source.key, partition, list(source.headers), source,
                         written)
 
+    def _value(self, source: SourceRecord, annotated: Annotated) -> bytes:
+        document = annotated.document
+        if self._settings.output_format == "json" or document.schema is None:
+            return output_value(document, annotated.entities, ner=annotated.ner, controls=self._output_controls,
+                                key=source.key)
+        body = output_object(document, annotated.entities, ner=annotated.ner, controls=self._output_controls)
+        return cache_for(cache_key(self._settings)).encode(document.schema, body)
+
     def dead_letter(self, source: SourceRecord, rejection: Rejection) -> Outgoing:
         headers = dead_letter_headers(source.headers, rejection, topic=source.tp.topic,
                                       partition=source.tp.partition, offset=source.offset)
@@ -57,6 +70,10 @@ class RecordWriter:
 
         return Outgoing(self._settings.dead_letter_topic, source.value, source.key,
                         source.tp.partition % self._dead_letter_partitions, headers, source, written)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self._settings.dead_letter_topic
 
     def outgoing(self, source: SourceRecord, outcome: Outcome) -> Outgoing:
         if isinstance(outcome, Rejection):

@@ -118,12 +118,14 @@ class DocumentTokenizer:
 
     @classmethod
     def from_pretrained(
-        cls, model: str, *, max_length: int = 0, stride: int = 32, max_document_tokens: int = 65536
+        cls, model: str, *, max_length: int = 0, stride: int = 32, max_document_tokens: int = 65536,
+        revision: str = "",
     ) -> DocumentTokenizer:
         from transformers import AutoConfig, AutoTokenizer
 
-        tokenizer: Any = AutoTokenizer.from_pretrained(model, use_fast=True)
-        limit = model_length_limit(tokenizer.model_max_length, AutoConfig.from_pretrained(model))
+        tokenizer: Any = AutoTokenizer.from_pretrained(model, use_fast=True, revision=revision or None)
+        config = AutoConfig.from_pretrained(model, revision=revision or None)
+        limit = model_length_limit(tokenizer.model_max_length, config)
         if max_length > limit:
             raise ValueError(f"max_length {max_length} exceeds the model's maximum of {limit} tokens")
         return cls(tokenizer, max_length=max_length or limit, stride=stride, max_document_tokens=max_document_tokens)

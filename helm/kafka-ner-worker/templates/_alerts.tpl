@@ -7,8 +7,33 @@ $sel selects this release's series: by default the job that the ServiceMonitor p
 {{- $pr := .Values.metrics.prometheusRule -}}
 {{- $sel := default (printf "job=%q" (include "kafka-ner-worker.fullname" .)) $pr.selector -}}
 {{- $r := $pr.rules -}}
+{{- $runbook := printf "%s#" (default "docs/runbook.md" $pr.runbookBaseUrl) -}}
 - name: kafka-ner-worker.rules
   rules:
+    {{- with $r.workersDown }}
+    {{- if .enabled }}
+    - alert: NerWorkerDown
+      # Every other rule reads the workers' own series, which vanish with the workers; this one
+      # reads Prometheus' own `up` of the scrape job: every target down, or no target at all (the
+      # pods are gone and service discovery lists nothing, so `up` itself is absent).
+      expr: |-
+        max by (namespace, job) (up{ {{- $sel -}} }) == 0
+        or
+        absent(up{ {{- $sel -}} })
+      for: {{ .for }}
+      labels:
+        severity: {{ .severity }}
+        {{- with $pr.ruleLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        summary: No worker is up.
+        description: >-
+          Prometheus has scraped no running worker of {{ $sel }} for {{ .for }}: nothing reads the
+          input topic. Look at the pods (crash loop, pending, image pull) and at the scrape target.
+        runbook_url: {{ $runbook }}nerworkerdown
+    {{- end }}
+    {{- end }}
     {{- with $r.consumerLagGrowing }}
     {{- if .enabled }}
     - alert: NerWorkerConsumerLagGrowing
@@ -28,6 +53,7 @@ $sel selects this release's series: by default the job that the ServiceMonitor p
         description: >-
           {{`{{ $value }}`}} records wait on topic {{`{{ $labels.topic }}`}} ({{`{{ $labels.job }}`}}) and the lag
           rose over the last {{ .window }}. Add replicas (up to the partition count) or check the engine.
+        runbook_url: {{ $runbook }}nerworkerconsumerlaggrowing
     {{- end }}
     {{- end }}
     {{- with $r.deadLetterRatio }}
@@ -49,6 +75,7 @@ $sel selects this release's series: by default the job that the ServiceMonitor p
         description: >-
           {{`{{ $value | humanizePercentage }}`}} of the records read by {{`{{ $labels.job }}`}} were dead-lettered over
           the last {{ .window }}. The reason header of each dead letter (and the metric's reason label) says why.
+        runbook_url: {{ $runbook }}nerworkerdeadletterrate
     {{- end }}
     {{- end }}
     {{- with $r.noProgress }}
@@ -70,6 +97,7 @@ $sel selects this release's series: by default the job that the ServiceMonitor p
         description: >-
           {{`{{ $labels.job }}`}} has acknowledged no record for {{`{{ $value | humanizeDuration }}`}} while its
           consumer lag is above zero. Look at the engine, the broker and paused partitions.
+        runbook_url: {{ $runbook }}nerworkernoprogress
     {{- end }}
     {{- end }}
     {{- with $r.engineErrors }}
@@ -87,6 +115,7 @@ $sel selects this release's series: by default the job that the ServiceMonitor p
         summary: The inference engine keeps failing.
         description: >-
           {{`{{ $value }}`}} engine batches of {{`{{ $labels.job }}`}} failed over the last {{ .window }}.
+        runbook_url: {{ $runbook }}nerworkerengineerrors
     {{- end }}
     {{- end }}
     {{- with $r.commitFailures }}
@@ -105,6 +134,7 @@ $sel selects this release's series: by default the job that the ServiceMonitor p
         description: >-
           {{`{{ $value }}`}} offset commits of {{`{{ $labels.job }}`}} failed over the last {{ .window }}; after a
           restart or rebalance these records will be processed again.
+        runbook_url: {{ $runbook }}nerworkercommitfailures
     {{- end }}
     {{- end }}
 {{- end -}}

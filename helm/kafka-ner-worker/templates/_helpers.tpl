@@ -83,6 +83,15 @@ comma-separated; booleans "true"/"false".
 {{- end -}}
 {{- end -}}
 
+{{/* The model cache's claim: the user's existing one or the one the chart creates. */}}
+{{- define "kafka-ner-worker.modelCacheClaim" -}}
+{{- if .Values.modelCache.existingClaim -}}
+{{- .Values.modelCache.existingClaim -}}
+{{- else if .Values.modelCache.persistence.enabled -}}
+{{- include "kafka-ner-worker.fullname" . }}-model-cache
+{{- end -}}
+{{- end -}}
+
 {{/* Where mounted secrets live inside the container. */}}
 {{- define "kafka-ner-worker.secretsDir" -}}/var/run/secrets/kafka-ner-worker{{- end -}}
 
@@ -97,6 +106,22 @@ Kubernetes never kills a worker that is still committing.
 {{/* Settings the chart derives itself; setting them in `config` too would be ambiguous. */}}
 {{- define "kafka-ner-worker.validate" -}}
 {{- $tls := .Values.secrets.tls -}}
+{{- if eq .Values.mode "run" -}}
+{{- $_ := required "config.kafkaBootstrapServers: required with mode run: the Kafka bootstrap servers (host:port, comma-separated) the worker connects to" .Values.config.kafkaBootstrapServers -}}
+{{- else -}}
+{{- if .Values.autoscaling.keda.enabled -}}
+{{- fail "autoscaling.keda.enabled: KEDA scales the stream worker (mode run) on consumer lag; for mode serve use autoscaling.hpa" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.autoscaling.hpa.enabled (ne .Values.mode "serve") -}}
+{{- fail "autoscaling.hpa.enabled: the HorizontalPodAutoscaler is for mode serve; the stream worker scales on consumer lag with autoscaling.keda" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.hpa.enabled (gt (int .Values.autoscaling.hpa.minReplicas) (int .Values.autoscaling.hpa.maxReplicas)) -}}
+{{- fail "autoscaling.hpa.minReplicas: must not exceed autoscaling.hpa.maxReplicas" -}}
+{{- end -}}
+{{- if and .Values.modelCache.persistence.enabled .Values.modelCache.existingClaim -}}
+{{- fail "modelCache.persistence.enabled: the chart creates a claim or mounts modelCache.existingClaim, not both" -}}
+{{- end -}}
 {{- if $tls.secretName -}}
 {{- range $setting := list "sslCafile" "sslCertfile" "sslKeyfile" -}}
 {{- if index $.Values.config $setting -}}
@@ -131,6 +156,14 @@ and the user's extraEnv.
 {{- if .Values.secrets.sslKeyPassword.secretName }}
 - name: NER_SSL_KEY_PASSWORD_FILE
   value: {{ $secretsDir }}/ssl-key-password/password
+{{- end }}
+{{- if .Values.secrets.schemaRegistryPassword.secretName }}
+- name: NER_SCHEMA_REGISTRY_PASSWORD_FILE
+  value: {{ $secretsDir }}/schema-registry-password/password
+{{- end }}
+{{- if .Values.secrets.hfToken.secretName }}
+- name: HF_TOKEN_PATH
+  value: {{ $secretsDir }}/hf/token
 {{- end }}
 {{- if $tls.secretName }}
 {{- if $tls.caKey }}

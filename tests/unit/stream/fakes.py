@@ -369,7 +369,7 @@ class World:
             return self.txn_producers[-1]
 
         return TransactionalPublisher(self._writer(), make, group_id=GROUP, id_prefix="ner", rewind=rewind,
-                                      start_timeout_s=1.0)
+                                      start_timeout_s=1.0, transaction_timeout_s=5.0)
 
     def rewinds(self) -> float:
         return self.metrics.registry.get_sample_value("ner_partition_rewinds_total") or 0.0
