@@ -112,6 +112,12 @@ class Cluster:
                 handle.write(result.row() + "\n")
         return result
 
+    def ready_then_a_moment(self, worker: WorkerProcess, rng: random.Random) -> bool:
+        """Wait until ``worker`` is ready and a random moment more; whether work is still unfinished."""
+        worker.wait_ready(timeout=240)
+        time.sleep(rng.uniform(0.5, 3.0))
+        return asyncio.run(committed_total(self.bootstrap, self.names["group"], self.names["in"])) < self.documents
+
     def kill_all(self) -> None:
         for worker in self.workers:
             worker.kill()
@@ -152,11 +158,7 @@ def test_sigkill_twenty_times(cluster_factory: Callable[..., Cluster], delivery:
     worker = cluster.start_worker()
     mid_stream = 0
     for _ in range(kills):
-        worker.wait_ready(timeout=240)
-        time.sleep(rng.uniform(0.5, 3.0))
-        if asyncio.run(committed_total(cluster.bootstrap, cluster.names["group"],
-                                       cluster.names["in"])) < cluster.documents:
-            mid_stream += 1
+        mid_stream += cluster.ready_then_a_moment(worker, rng)
         worker.kill()  # the whole worker: supervisor and stream processes (the engine host follows)
         worker = cluster.start_worker()
     result = cluster.finish(f"SIGKILL x{kills}")
@@ -173,11 +175,7 @@ def test_stream_processes_killed_and_restarted(cluster_factory: Callable[..., Cl
     kills = 3
     mid_stream = 0
     for kill in range(kills):
-        worker.wait_ready(timeout=240)
-        time.sleep(rng.uniform(0.5, 3.0))
-        if asyncio.run(committed_total(cluster.bootstrap, cluster.names["group"],
-                                       cluster.names["in"])) < cluster.documents:
-            mid_stream += 1
+        mid_stream += cluster.ready_then_a_moment(worker, rng)
         os.kill(rng.choice(worker.children("worker.stream.member")), signal.SIGKILL)
         deadline = time.monotonic() + 60
         while worker.metric("ner_stream_process_restarts_total") < kill + 1 and time.monotonic() < deadline:
