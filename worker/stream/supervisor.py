@@ -141,10 +141,38 @@ class RestartBudget:
         return True
 
 
+RUN_DIR_PREFIX = "ner-worker-"
+_PID_FILE = "supervisor.pid"
+
+
+def sweep_stale_run_dirs(parent: Path) -> None:
+    """Remove the run folders of supervisors that were killed outright (SIGKILL, OOM) before they
+    could remove their own: a pod's /tmp outlives its container's restarts."""
+    for folder in parent.glob(RUN_DIR_PREFIX + "*"):
+        try:
+            pid = int((folder / _PID_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge (another user's, or being created)
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 class Supervisor:
     def __init__(self, settings: Settings, count: int) -> None:
         self.settings = settings
-        self.run_dir = Path(tempfile.mkdtemp(prefix="ner-worker-"))  # 0700: metrics, reports, socket
+        sweep_stale_run_dirs(Path(tempfile.gettempdir()))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))  # 0700: metrics, reports, socket
+        (self.run_dir / _PID_FILE).write_text(str(os.getpid()))
         self.metrics_dir = self.run_dir / "metrics"
         self.metrics_dir.mkdir()
         (self.run_dir / "status").mkdir()

@@ -19,7 +19,7 @@ from worker.stream.health import StreamStatus
 from worker.stream.member_status import STALE_AFTER_S, read_report, write_report
 from worker.stream.metrics import SupervisorMetrics
 from worker.stream.processes import available_cores, process_count
-from worker.stream.supervisor import MAX_RESTARTS, RestartBudget, StreamProcess, Supervisor
+from worker.stream.supervisor import MAX_RESTARTS, RestartBudget, StreamProcess, Supervisor, sweep_stale_run_dirs
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -154,3 +154,15 @@ def test_a_stream_process_that_cannot_start_stops_the_worker_with_its_status(
     started = time.monotonic()
     assert _supervise(monkeypatch, _CANNOT_START, tmp_path) == 3  # no restart: it would fail again
     assert time.monotonic() - started < 30  # the other process was stopped (SIGTERM), not waited for
+
+
+def test_run_folders_of_supervisors_killed_outright_are_swept(tmp_path: Path) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale, live, unknown = (tmp_path / f"ner-worker-{name}" for name in ("stale", "live", "unknown"))
+    for folder, pid in ((stale, ended.pid), (live, os.getpid())):
+        (folder / "metrics").mkdir(parents=True)
+        (folder / "supervisor.pid").write_text(str(pid))
+    unknown.mkdir()  # no pid file: not judged
+    sweep_stale_run_dirs(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ner-worker-live", "ner-worker-unknown"]
