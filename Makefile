@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv lint typecheck kafka-start kafka-stop registry-start registry-stop deploy-tools model bench-decode clean
+.PHONY: demo test venv lint typecheck kafka-start kafka-stop registry-start registry-stop deploy-tools model bench-decode bench-cpu clean
 
 # The demo: local broker, sample documents, the worker on the shipped CPU model, results printed.
 demo: $(STAMP)
@@ -54,6 +54,10 @@ model: $(STAMP)
 
 bench-decode: $(STAMP)
 	$(BIN)/python bench/decode_bench.py
+
+# CPU per document on one core: the encode call alone, the path before batch decoding, now, the pipeline.
+bench-cpu: $(STAMP)
+	$(BIN)/python bench/cpu_bench.py
 
 clean:
 	tools/kafka/kafka-local.sh stop || true

@@ -3,7 +3,8 @@
 The null engine answers instantly with fixed probabilities (one entity per document), so what
 is measured is everything but the model: consume, parse, tokenize, batch, decode, serialize,
 produce, commit (at-least-once). Reports documents/s and documents per CPU-second of the worker
-process, which says how many cores keep one GPU fed.
+process, which says how many cores keep one GPU fed; beside it, in the same run, a bare aiokafka
+relay (consume, orjson parse, add a field, produce, commit after the acks) as the anchor.
 
     python bench/kafka_bench.py [--documents 50000]
 Writes bench/results/kafka_bench.json.
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.fixtures.kafka import create_topics, unique_name  # noqa: E402
-from worker.engine.base import ScoreKind, WindowScores  # noqa: E402
+from worker.engine.base import BestLabels, ScoreKind, WindowScores  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
 from worker.stream.metrics import WorkerMetrics  # noqa: E402
 
@@ -58,14 +59,13 @@ class NullEngine:
         return True
 
     async def classify(self, windows: Sequence[Sequence[int]]) -> list[WindowScores]:
-        out = []
+        # Each token's best label and its probability, as the real engines answer for ``simple``.
+        out: list[WindowScores] = []
         for window in windows:
-            scores = np.zeros((len(window), len(self.id2label)), dtype=np.float32)
-            scores[:, 0] = 1.0
+            classes = np.zeros(len(window), dtype=np.uint8)
             if len(window) > 2:
-                scores[1] = 0.0
-                scores[1, self._b_per] = 1.0
-            out.append(scores)
+                classes[1] = self._b_per
+            out.append(BestLabels(classes, np.ones(len(window), dtype=np.float32)))
         return out
 
     async def close(self) -> None:
@@ -83,6 +83,39 @@ async def produce(topic: str, count: int) -> None:
         await producer.stop()
 
 
+async def relay(source: str, target: str, group: str, count: int) -> tuple[float, float]:
+    """The anchor: a bare aiokafka relay on the same broker (consume, orjson parse, add a field,
+    produce, commit after the acks). Returns (wall seconds, CPU seconds) from its first record."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5, acks="all", max_batch_size=524288)
+    await consumer.start()
+    await producer.start()
+    try:
+        done, started, cpu0 = 0, 0.0, resource.getrusage(resource.RUSAGE_SELF)
+        while done < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2048)
+            if not batches:
+                continue
+            if not started:
+                started, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            sends = []
+            for partition, records in batches.items():
+                for record in records:
+                    body = orjson.loads(record.value)
+                    body["relayed"] = True
+                    sends.append(await producer.send(target, orjson.dumps(body), partition=partition.partition))
+            await asyncio.gather(*sends)  # every record acknowledged before its offset is committed
+            await consumer.commit({partition: records[-1].offset + 1 for partition, records in batches.items()})
+            done += sum(len(records) for records in batches.values())
+        wall = time.perf_counter() - started
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        return wall, (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
 async def committed(group: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False)
     await consumer.start()
@@ -97,8 +130,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
 
     from worker.stream.app import run_worker
 
-    names = {role: unique_name(f"kbench-{role}") for role in ("in", "out", "dead", "group")}
-    await create_topics(BOOTSTRAP, {names["in"]: PARTITIONS, names["out"]: PARTITIONS, names["dead"]: 1})
+    names = {role: unique_name(f"kbench-{role}") for role in ("in", "out", "dead", "group", "relayed", "relay")}
+    await create_topics(BOOTSTRAP, {names["in"]: PARTITIONS, names["out"]: PARTITIONS, names["dead"]: 1,
+                                    names["relayed"]: PARTITIONS})
     await produce(names["in"], args.documents)
     env = {"NER_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "NER_INPUT_TOPIC": names["in"],
            "NER_OUTPUT_TOPIC": names["out"], "NER_DEAD_LETTER_TOPIC": names["dead"], "NER_GROUP_ID": names["group"],
@@ -119,6 +153,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     os.kill(os.getpid(), signal.SIGTERM)
     await task
     done = await committed(names["group"], names["in"])
+    relay_wall, relay_cpu = await relay(names["in"], names["relayed"], names["relay"], args.documents)
     return {
         "benchmark": "kafka_path_null_engine", "device": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -128,6 +163,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "documents_per_cpu_s": round(args.documents / cpu, 1),
         "worker_cpu_cores_used": round(cpu / wall, 2),
         "committed_after_shutdown": done,
+        "bare_relay": {"documents_per_s": round(args.documents / relay_wall, 1),
+                       "documents_per_cpu_s": round(args.documents / relay_cpu, 1)},
+        "load_average": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 

@@ -121,15 +121,15 @@ class Annotator:
         scores = await self.engine.classify(windows) if windows else []
         engine_seconds = time.perf_counter() - started
         results: list[list[Entity] | Rejection] = []
-        position = 0
-        for doc in documents:
-            doc_scores = scores[position : position + len(doc.windows)]
-            position += len(doc.windows)
-            try:
-                entities = self.controls.apply(self.decoder.decode(doc, doc_scores))
-            except ValueError as exc:  # e.g. NaN scores: this record is unusable, the stream goes on
-                results.append(Rejection(DECODE_FAILED, f"the engine's scores cannot be decoded: {exc}"))
+        try:
+            decoded = self.decoder.decode_batch(documents, scores)
+        except ValueError as exc:  # scores that fit no document of the batch (an engine bug): all unusable
+            decoded = [exc] * len(documents)
+        for outcome in decoded:
+            if isinstance(outcome, ValueError):  # e.g. NaN scores: this record is unusable, the stream goes on
+                results.append(Rejection(DECODE_FAILED, f"the engine's scores cannot be decoded: {outcome}"))
                 continue
+            entities = self.controls.apply(outcome)
             if len(entities) > self.max_entities:
                 results.append(Rejection(
                     TOO_MANY_ENTITIES, f"{len(entities)} entities; the limit is {self.max_entities}"))

@@ -20,6 +20,8 @@ from worker.engine.base import EngineError, WindowScores
 from worker.engine.hf import TransformersEngine
 from worker.engine.host import EngineFacts, EngineHostProcess, HostedEngine
 from worker.settings import Settings
+from worker.text.aggregate import BEST_ONLY_STRATEGIES
+from worker.text.scores import BestLabels
 
 MODEL = str(TINY_NER_PATH)
 ENVIRON = {"NER_ENGINE": "hf", "NER_MODEL": MODEL, "NER_DEVICE": "cpu", "NER_LOG_LEVEL": "WARNING"}
@@ -37,7 +39,9 @@ def facts() -> EngineFacts:
 
 async def reference(windows: list[list[int]]) -> list[WindowScores]:
     """The rows the in-process engine gives for these windows alone."""
-    engine = TransformersEngine(MODEL, device="cpu", micro_batch_tokens=Settings().max_batch_tokens)  # the host's
+    host_settings = Settings()  # the host's: the default aggregation needs best labels only
+    engine = TransformersEngine(MODEL, device="cpu", micro_batch_tokens=host_settings.max_batch_tokens,
+                                best_labels=host_settings.aggregation in BEST_ONLY_STRATEGIES)
     await engine.start()
     try:
         return await engine.classify(windows)
@@ -49,12 +53,18 @@ def assert_same_rows(got: list[WindowScores], expected: list[WindowScores], *, m
     """Bit for bit when the host ran the request in a batch of its own; within float32 rounding
     when merged: other windows change the padded width and the order of the sums, just as they
     would in a batch of the in-process engine."""
-    assert [g.shape for g in got] == [e.shape for e in expected]
+    assert [len(g) for g in got] == [len(e) for e in expected]
     for g, e in zip(got, expected, strict=True):
+        if isinstance(e, BestLabels):  # what the host answers for the default aggregation
+            assert isinstance(g, BestLabels)
+            assert np.array_equal(g.classes, e.classes)
+            g, e = g.scores, e.scores
+        else:
+            assert not isinstance(g, BestLabels) and g.shape == e.shape
+            assert (g.argmax(axis=1) == e.argmax(axis=1)).all()
         assert g.dtype == np.float32
         if merged:
             np.testing.assert_allclose(g, e, rtol=0, atol=1e-5)
-            assert (g.argmax(axis=1) == e.argmax(axis=1)).all()
         else:
             assert np.array_equal(g, e)
 
@@ -131,7 +141,7 @@ async def _merged(shared_host: EngineHostProcess) -> None:
     assert after["windows"] - before["windows"] == sum(len(windows) for _, windows in requests)
     assert after["batches"] - before["batches"] < len(requests) / 2  # merged across connections
     for (_, windows), rows in zip(requests, answers, strict=True):
-        assert [r.shape[0] for r in rows] == [len(w) for w in windows]
+        assert [len(r) for r in rows] == [len(w) for w in windows]
 
 
 def test_one_clients_bad_window_does_not_fail_anothers_merged_batch() -> None:
@@ -188,7 +198,7 @@ def test_bad_frames_are_refused(shared_host: EngineHostProcess) -> None:
         answers.update({frame.request_id: frame for frame in _frames(sock)})
     assert [answers[i].kind for i in (1, 2, 3)] == [wire.ERROR] * 3
     assert b"129 tokens" in answers[2].payload and b"negative" in answers[3].payload
-    assert answers[4].kind == wire.RESULT  # a bad request fails alone; the connection goes on
+    assert answers[4].kind == wire.BEST  # a bad request fails alone; the connection goes on (best labels)
     assert answers[0].kind == wire.ERROR and b"refused" in answers[0].payload  # then the host hung up
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(shared_host.socket_path)

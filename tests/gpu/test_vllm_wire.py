@@ -111,3 +111,27 @@ def test_the_engine_splits_the_gpu_between_its_replicas(tmp_path: Path) -> None:
 def test_bad_engine_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="replicas"):
         VllmEngine(_model(tmp_path), replicas=0)
+
+
+def test_best_labels_round_trip_and_split_per_window() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.random((7, 9)).astype(np.float32)
+    payload = wire.pack_best(scores)
+    assert len(payload) == 8 + 7 * 5  # 5 bytes per token instead of 36
+    best = wire.unpack_best(payload)
+    assert best.classes.tolist() == scores.argmax(axis=1).tolist()
+    assert best.scores.tolist() == scores.max(axis=1).tolist()
+    first, second = wire.split_best(best, [3, 4])
+    assert first.classes.tolist() == best.classes[:3].tolist() and second.scores.tolist() == best.scores[3:].tolist()
+
+
+def test_best_labels_of_many_classes_take_two_bytes() -> None:
+    scores = np.zeros((2, 300), dtype=np.float32)
+    scores[0, 299] = scores[1, 5] = 1.0
+    assert wire.unpack_best(wire.pack_best(scores)).classes.tolist() == [299, 5]
+
+
+def test_a_best_labels_payload_of_the_wrong_size_is_refused() -> None:
+    payload = wire.pack_best(np.ones((4, 9), dtype=np.float32))
+    with pytest.raises(wire.WireError):
+        wire.unpack_best(payload[:-1])

@@ -1,4 +1,9 @@
-"""Per-token scores of one token sequence to entity spans, vectorised.
+"""Per-token scores of many token sequences to entity spans, in a few vectorised passes.
+
+A batch's sequences (one per document, or one per window in the pipeline's stride merge) are
+concatenated; ``sequence_of`` says which sequence each token belongs to. Every pass below runs once over
+the whole batch, and a sequence start always opens a new word and a new entity, so nothing
+crosses from one sequence into the next.
 
 Strategies follow the Hugging Face ``TokenClassificationPipeline``:
 
@@ -22,40 +27,48 @@ from worker.text.kinds import Aggregation
 from worker.text.schemes import LabelScheme, starts_group
 
 WORD_STRATEGIES = frozenset({"first", "average", "max"})
+BEST_ONLY_STRATEGIES = frozenset({"none", "simple", "first"})
+"""Strategies that need no more than each token's best label and its probability."""
 
 FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int32]
+IndexArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
 class Spans:
-    """Candidate entities in text order, as parallel arrays (offsets not yet trimmed)."""
+    """Candidate entities in text order, as parallel arrays of the batch's token indices."""
 
-    labels: list[str]
+    classes: IndexArray
+    """Class id (``none``) or entity type id (the grouping strategies) of each span."""
     scores: FloatArray
-    starts: IntArray
-    ends: IntArray
-
-    @staticmethod
-    def empty() -> Spans:
-        return Spans([], np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32))
+    first_tokens: IndexArray
+    last_tokens: IndexArray
+    """The span's first and last token (inclusive), indices into the concatenated sequences."""
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.classes)
 
 
-def softmax(logits: FloatArray) -> FloatArray:
-    """Row softmax with the max shift, as the reference pipeline computes it (float32)."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    result: FloatArray = shifted / shifted.sum(axis=-1, keepdims=True)
-    return result
+@dataclass(frozen=True, slots=True)
+class TokenScores:
+    """Each token's best class and its probability, with the full rows where a strategy needs them."""
+
+    classes: IndexArray
+    scores: FloatArray
+    rows: FloatArray | None = None
+    """``[tokens, labels]`` probabilities (``average`` and ``max`` only)."""
+
+    @staticmethod
+    def of(probabilities: FloatArray) -> TokenScores:
+        classes = probabilities.argmax(axis=1)
+        scores = np.take_along_axis(probabilities, classes[:, None], axis=1)[:, 0]
+        return TokenScores(classes, scores, probabilities)
 
 
-def spans_of_sequence(
-    probs: FloatArray,
-    starts: IntArray,
-    ends: IntArray,
+def spans_of_sequences(
+    tokens: TokenScores,
+    sequence_of: IndexArray,
     word_start: BoolArray | None,
     *,
     strategy: Aggregation,
@@ -63,78 +76,77 @@ def spans_of_sequence(
     ignored_labels: BoolArray,
     ignored_types: BoolArray,
 ) -> Spans:
-    """Entities of one sequence of (non-special) tokens with probabilities ``probs[n, labels]``.
+    """Entities of concatenated sequences of (non-special) tokens.
 
-    ``word_start`` marks tokens that begin a word (needed by the word strategies only).
-    ``ignored_labels``/``ignored_types`` are lookups by class id / type id: ``none`` filters on
-    the full label, the grouping strategies on the entity type (the reference pipeline's rule).
+    ``sequence_of`` numbers each token's sequence (non-decreasing); ``word_start`` marks tokens that
+    begin a word (needed by the word strategies only). ``ignored_labels``/``ignored_types`` are
+    lookups by class id / type id: ``none`` filters on the full label, the grouping strategies on
+    the entity type (the reference pipeline's rule).
     """
-    count = len(probs)
+    count = len(tokens.classes)
     if count == 0:
-        return Spans.empty()
-    classes = probs.argmax(axis=1)
-    scores = np.take_along_axis(probs, classes[:, None], axis=1)[:, 0]
+        return _no_spans()
+    sequence_start = np.ones(count, dtype=bool)
+    sequence_start[1:] = sequence_of[1:] != sequence_of[:-1]
     if strategy == "none":
-        keep = np.flatnonzero(~ignored_labels[classes])
-        return Spans([scheme.labels[c] for c in classes[keep].tolist()], scores[keep], starts[keep], ends[keep])
-    if strategy in WORD_STRATEGIES:
-        if word_start is None:
-            raise ValueError(f"aggregation {strategy!r} needs word boundaries")
-        classes, scores, starts, ends = _fuse_words(probs, classes, scores, starts, ends, word_start, strategy)
-    return _group(classes, scores, starts, ends, scheme, ignored_types)
+        keep = np.flatnonzero(~ignored_labels[tokens.classes])
+        return Spans(tokens.classes[keep], tokens.scores[keep], keep, keep)
+    if strategy not in WORD_STRATEGIES:
+        every = np.arange(count)
+        return _group(tokens.classes, tokens.scores, every, every, sequence_start, scheme, ignored_types)
+    if word_start is None:
+        raise ValueError(f"aggregation {strategy!r} needs word boundaries")
+    words = word_start | sequence_start  # a sequence (or window) always opens a word, as in the pipeline
+    firsts = np.flatnonzero(words)
+    lasts = np.append(firsts[1:] - 1, count - 1)
+    classes, scores = _fuse_words(tokens, words, firsts, strategy)
+    return _group(classes, scores, firsts, lasts, sequence_start[firsts], scheme, ignored_types)
 
 
 def _fuse_words(
-    probs: FloatArray,
-    classes: npt.NDArray[np.intp],
-    scores: FloatArray,
-    starts: IntArray,
-    ends: IntArray,
-    word_start: BoolArray,
-    strategy: Aggregation,
-) -> tuple[npt.NDArray[np.intp], FloatArray, IntArray, IntArray]:
-    count = len(probs)
-    word_start = word_start.copy()
-    word_start[0] = True  # a sequence (or window) always opens a word, as in the pipeline
-    firsts = np.flatnonzero(word_start)
-    lasts = np.append(firsts[1:] - 1, count - 1)
+    tokens: TokenScores, word_start: BoolArray, firsts: IndexArray, strategy: Aggregation
+) -> tuple[IndexArray, FloatArray]:
     if strategy == "first":
-        chosen = firsts
-    elif strategy == "max":
+        return tokens.classes[firsts], tokens.scores[firsts]
+    if tokens.rows is None:
+        raise ValueError(f"aggregation {strategy!r} needs every label's score")
+    if strategy == "max":
         word_of = np.cumsum(word_start) - 1
-        best = np.maximum.reduceat(scores, firsts)
-        hits = np.flatnonzero(scores == best[word_of])
+        best = np.maximum.reduceat(tokens.scores, firsts)
+        hits = np.flatnonzero(tokens.scores == best[word_of])
         # The first token reaching the word's best score (Python's max() keeps the first).
         chosen = hits[np.append(True, word_of[hits][1:] != word_of[hits][:-1])]
-    else:  # average
-        sizes = np.diff(np.append(firsts, count)).astype(np.float32)
-        means = np.add.reduceat(probs, firsts, axis=0) / sizes[:, None]
-        word_classes = means.argmax(axis=1)
-        word_scores = np.take_along_axis(means, word_classes[:, None], axis=1)[:, 0]
-        return word_classes, word_scores.astype(np.float32), starts[firsts], ends[lasts]
-    return classes[chosen], scores[chosen], starts[firsts], ends[lasts]
+        return tokens.classes[chosen], tokens.scores[chosen]
+    # average
+    sizes = np.diff(np.append(firsts, len(word_start))).astype(np.float32)
+    means = np.add.reduceat(tokens.rows, firsts, axis=0) / sizes[:, None]
+    word_classes = means.argmax(axis=1)
+    word_scores = np.take_along_axis(means, word_classes[:, None], axis=1)[:, 0]
+    return word_classes, word_scores.astype(np.float32)
 
 
 def _group(
-    classes: npt.NDArray[np.intp],
+    classes: IndexArray,
     scores: FloatArray,
-    starts: IntArray,
-    ends: IntArray,
+    first_tokens: IndexArray,
+    last_tokens: IndexArray,
+    opens: BoolArray,
     scheme: LabelScheme,
     ignored_types: BoolArray,
 ) -> Spans:
+    """Items (tokens or words, each from its first to its last token) grouped into entities."""
     count = len(classes)
-    firsts = np.flatnonzero(starts_group(scheme, classes))
+    firsts = np.flatnonzero(starts_group(scheme, classes) | opens)
     types = scheme.type_of[classes[firsts]]
     keep = ~ignored_types[types]
     if not keep.any():
-        return Spans.empty()
+        return _no_spans()
     lasts = np.append(firsts[1:] - 1, count - 1)
     sizes = np.diff(np.append(firsts, count)).astype(np.float32)
     means = (np.add.reduceat(scores, firsts) / sizes).astype(np.float32)
-    return Spans(
-        [scheme.types[t] for t in types[keep].tolist()],
-        means[keep],
-        starts[firsts[keep]],
-        ends[lasts[keep]],
-    )
+    return Spans(types[keep].astype(np.intp), means[keep], first_tokens[firsts[keep]], last_tokens[lasts[keep]])
+
+
+def _no_spans() -> Spans:
+    empty = np.zeros(0, np.intp)
+    return Spans(empty, np.zeros(0, np.float32), empty, empty)

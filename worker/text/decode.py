@@ -1,30 +1,33 @@
 """Engine scores to entities with exact character spans.
 
-``EntityDecoder.decode`` takes one document's windows' score matrices and returns its entities:
-windows are merged per token (``windows``), tokens labelled, fused into
-words and grouped (``aggregate``), then every span is cleaned (``finalize_spans``) so that
+``EntityDecoder.decode_batch`` takes a batch of documents and their windows' scores and returns
+each document's entities (``decode``: one document). The whole batch is decoded at once, in a few
+vectorised passes over the concatenated tokens of all its documents (``batch``): windows are merged
+per token (``windows``), tokens labelled, fused into words and grouped (``aggregate``); then every
+span is cleaned (``finalize_spans``, the only loop, one step per entity) so that
 ``text[start:end] == entity["text"]``, spans are sorted, never overlap and never begin or end with
 whitespace. docs/decoding.md states the rules and where they differ from the reference pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import WORD_STRATEGIES, Spans, softmax, spans_of_sequence
-from worker.text.characters import code_points, is_space
+from worker.text.aggregate import BEST_ONLY_STRATEGIES, WORD_STRATEGIES, spans_of_sequences
+from worker.text.batch import TokenBatch
+from worker.text.characters import is_space
 from worker.text.graphemes import FIRST_JOINER as _FIRST_JOINER
 from worker.text.graphemes import ZWJ as _ZWJ
 from worker.text.graphemes import whole_characters
 from worker.text.kinds import Aggregation, ScoreKind
 from worker.text.schemes import OUTSIDE, LabelScheme, LabelSchemeError, parse_scheme
+from worker.text.scores import BestLabels, Stacked, WindowScores, stack
 from worker.text.tokenize import EncodedText
-from worker.text.windows import document_scores
-from worker.text.words import word_starts
 
 __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
 
@@ -73,48 +76,141 @@ class EntityDecoder:
         self._ignored_labels = np.array([label in ignored for label in self.scheme.labels], dtype=bool)
         self._ignored_types = np.array([name in ignored for name in self.scheme.types], dtype=bool)
 
-    def decode(self, encoded: EncodedText, window_scores: Sequence[npt.NDArray[np.float32]]) -> list[Entity]:
+    def decode(self, encoded: EncodedText, window_scores: Sequence[WindowScores]) -> list[Entity]:
         """Entities of one document, in text order. ``window_scores[i]`` scores ``encoded.windows[i]``."""
-        self._check(encoded, window_scores)
-        if self.window_merge == "longest" and len(window_scores) > 1 and self.aggregation != "none":
-            spans = self._spans_per_window(encoded, window_scores)
-        else:
-            scores = document_scores(encoded, window_scores)
-            spans = self._spans(encoded, np.arange(encoded.num_tokens), scores)
-        return finalize_spans(encoded.text, spans)
+        (result,) = self.decode_batch([encoded], window_scores)
+        if isinstance(result, ValueError):
+            raise result
+        return result
 
-    def _spans(self, encoded: EncodedText, tokens: npt.NDArray[np.intp], scores: npt.NDArray[np.float32]) -> Spans:
-        scores = np.asarray(scores, dtype=np.float32)
-        if self.scores == "logits":
-            scores = softmax(scores)
+    def decode_batch(
+        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]
+    ) -> list[list[Entity] | ValueError]:
+        """Entities of each document, in text order, or the ``ValueError`` that says why its scores
+        cannot be decoded (a caller or engine bug; the other documents are decoded all the same).
+        ``window_scores`` scores every window of every document, in order."""
+        windows = sum(len(doc.windows) for doc in documents)
+        if len(window_scores) != windows:
+            raise ValueError(f"{len(window_scores)} score matrices for {windows} windows")
+        if not documents:
+            return []
+        problems = self._shape_problems(documents, window_scores)
+        if any(problems):
+            return self._decode_valid(documents, window_scores, problems)
+        stacked = stack(window_scores, logits=self.scores == "logits")
+        labels = self.scheme.num_labels
+        if stacked.problem(labels):  # one pass over the whole batch's scores; then find whose they are
+            problems = [stacked.problem(labels, rows) for rows in _rows_by_document(documents)]
+            return self._decode_valid(documents, window_scores, problems)
+        return list(self._decode(documents, stacked))
+
+    def _decode_valid(
+        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], problems: list[str]
+    ) -> list[list[Entity] | ValueError]:
+        """The documents without a problem decoded; the others get their problem as the error."""
+        valid: list[int] = []
+        valid_scores: list[WindowScores] = []
+        position = 0
+        for index, (doc, problem) in enumerate(zip(documents, problems, strict=True)):
+            if not problem:
+                valid.append(index)
+                valid_scores.extend(window_scores[position : position + len(doc.windows)])
+            position += len(doc.windows)
+        results: list[list[Entity] | ValueError] = [ValueError(problem) for problem in problems]
+        decoded = self.decode_batch([documents[i] for i in valid], valid_scores)
+        for index, entities in zip(valid, decoded, strict=True):
+            results[index] = entities
+        return results
+
+    def _decode(self, documents: Sequence[EncodedText], stacked: Stacked) -> list[list[Entity]]:
+        batch = TokenBatch.of(documents, per_window=self._per_window)
+        tokens = batch.token_scores(stacked)
         starts_of_words = None
         if self.aggregation in WORD_STRATEGIES:
-            starts_of_words = word_starts(encoded, tokens, pipeline_rules=self.word_rules == "pipeline")
-        return spans_of_sequence(
-            scores,
-            encoded.starts[tokens],
-            encoded.ends[tokens],
+            starts_of_words = batch.word_starts(pipeline_rules=self.word_rules == "pipeline")
+        spans = spans_of_sequences(
+            tokens,
+            batch.sequence_of,
             starts_of_words,
             strategy=self.aggregation,
             scheme=self.scheme,
             ignored_labels=self._ignored_labels,
             ignored_types=self._ignored_types,
         )
+        found = Found(spans.classes, spans.scores, *batch.character_spans(spans.first_tokens, spans.last_tokens))
+        if batch.windowed_documents:
+            found = found.take(longest_of_overlapping(found, batch.windowed_documents))
+        names = self.scheme.labels if self.aggregation == "none" else self.scheme.types
+        return finalize_spans(batch, found, names)
 
-    def _spans_per_window(self, encoded: EncodedText, window_scores: Sequence[npt.NDArray[np.float32]]) -> Spans:
-        """The reference pipeline's stride merge: decode each window alone, then keep the longest
-        of overlapping entities (ties: the higher score)."""
-        found: list[tuple[int, int, float, str]] = []
-        for index, scores in enumerate(window_scores):
-            start, stop = encoded.window_range(index)
-            rows = scores[encoded.content_offset : encoded.content_offset + stop - start]
-            spans = self._spans(encoded, np.arange(start, stop), rows)
-            found.extend(
-                zip(spans.starts.tolist(), spans.ends.tolist(), spans.scores.tolist(), spans.labels, strict=True)
-            )
-        found.sort(key=lambda span: span[0])
-        kept: list[tuple[int, int, float, str]] = []
-        for span in found:
+    def _per_window(self, encoded: EncodedText) -> bool:
+        """The reference pipeline's stride merge: each window decoded alone (see
+        ``longest_of_overlapping``)."""
+        return self.window_merge == "longest" and len(encoded.windows) > 1 and self.aggregation != "none"
+
+    def _shape_problems(self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]) -> list[str]:
+        """Why each document's scores cannot belong to it ("" when they can)."""
+        labels = self.scheme.num_labels
+        best_only = self.aggregation in BEST_ONLY_STRATEGIES
+        sizes = [len(window) for doc in documents for window in doc.windows]
+        if all(scores.classes.shape == (size,) if isinstance(scores, BestLabels) else scores.shape == (size, labels)
+               for scores, size in zip(window_scores, sizes, strict=True)) and (
+                best_only or not any(isinstance(scores, BestLabels) for scores in window_scores)):
+            return [""] * len(documents)  # the common case, in one pass
+        problems: list[str] = []
+        scores = iter(window_scores)
+        for doc in documents:
+            problem = ""
+            for window in doc.windows:
+                problem = _shape_problem(next(scores), len(window), labels, best_only=best_only) or problem
+            problems.append(problem)
+        return problems
+
+
+def _rows_by_document(documents: Sequence[EncodedText]) -> list[slice]:
+    """Each document's rows in its batch's stacked window scores."""
+    slices = []
+    row = 0
+    for doc in documents:
+        rows = sum(len(window) for window in doc.windows)
+        slices.append(slice(row, row + rows))
+        row += rows
+    return slices
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Spans placed in their documents' texts (offsets not yet cleaned)."""
+
+    classes: npt.NDArray[np.intp]
+    scores: npt.NDArray[np.float32]
+    documents: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def take(self, index: npt.NDArray[np.intp]) -> Found:
+        return Found(self.classes[index], self.scores[index], self.documents[index], self.starts[index],
+                     self.ends[index])
+
+
+def longest_of_overlapping(found: Found, windowed: Collection[int]) -> npt.NDArray[np.intp]:
+    """The reference pipeline's stride merge, for the ``windowed`` documents, whose windows were
+    decoded as separate sequences: of overlapping entities the longest is kept (ties: the higher
+    score). Returns the kept spans' indices, each document's in text order."""
+    columns = found.documents.tolist(), found.starts.tolist(), found.ends.tolist(), found.scores.tolist()
+    by_document: dict[int, list[tuple[int, int, float, int]]] = {}
+    for index, (document, start, end, score) in enumerate(zip(*columns, strict=True)):
+        by_document.setdefault(document, []).append((start, end, score, index))
+    kept_all: list[int] = []
+    for document in sorted(by_document):
+        if document not in windowed:
+            kept_all.extend(span[3] for span in by_document[document])
+            continue
+        kept: list[tuple[int, int, float, int]] = []
+        for span in sorted(by_document[document], key=lambda span: span[0]):
             if not kept:
                 kept.append(span)
                 continue
@@ -125,45 +221,34 @@ class EntityDecoder:
                     kept[-1] = span
             else:
                 kept.append(span)
-        return Spans(
-            [span[3] for span in kept],
-            np.array([span[2] for span in kept], dtype=np.float32),
-            np.array([span[0] for span in kept], dtype=np.int32),
-            np.array([span[1] for span in kept], dtype=np.int32),
-        )
-
-    def _check(self, encoded: EncodedText, window_scores: Sequence[npt.NDArray[np.float32]]) -> None:
-        """Refuse scores that cannot belong to this document (a caller or engine bug): a
-        ``ValueError`` rather than entities made up from them."""
-        if len(window_scores) != len(encoded.windows):
-            raise ValueError(f"{len(window_scores)} score matrices for {len(encoded.windows)} windows")
-        for window, scores in zip(encoded.windows, window_scores, strict=True):
-            if scores.shape != (len(window), self.scheme.num_labels):
-                raise ValueError(
-                    f"scores of shape {scores.shape} for a window of {len(window)} tokens "
-                    f"and {self.scheme.num_labels} labels"
-                )
-            if np.isnan(scores).any():
-                raise ValueError("the engine returned NaN scores")
+        kept_all.extend(span[3] for span in kept)
+    return np.array(kept_all, dtype=np.intp)
 
 
-def finalize_spans(text: str, spans: Spans) -> list[Entity]:
-    """Entities with clean spans, in this order: a span is widened so that it never separates a
-    character from the marks joined to it (``graphemes``), an entity that would overlap the
-    previous one starts where that one ends (two byte-level pieces of one character can carry
-    different labels), whitespace is trimmed from both ends, and spans left empty are dropped."""
-    if not len(spans):
-        return []
-    starts, ends = spans.starts.astype(np.int64), spans.ends.astype(np.int64)
-    # Most spans need none of the above: find, in one pass, those that might.
-    points = np.append(code_points(text), np.uint32(0))  # index len(text) (and -1) read as 0
-    first, last, after = points[starts], points[ends - 1], points[np.minimum(ends, len(text))]
-    joiner_near = (first >= _FIRST_JOINER) | (after >= _FIRST_JOINER) | (points[starts - 1] == _ZWJ) | (last == _ZWJ)
-    careful = (ends <= starts) | joiner_near | is_space(first) | is_space(last)
-    entities: list[Entity] = []
-    previous_end = 0
-    columns = spans.labels, spans.scores.tolist(), starts.tolist(), ends.tolist(), careful.tolist()
-    for label, score, start, end, slow in zip(*columns, strict=True):
+def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str]) -> list[list[Entity]]:
+    """Each document's entities with clean spans, in this order: a span is widened so that it
+    never separates a character from the marks joined to it (``graphemes``), an entity that would
+    overlap the previous one starts where that one ends (two byte-level pieces of one character
+    can carry different labels), whitespace is trimmed from both ends, and spans left empty are
+    dropped."""
+    texts = batch.texts
+    results: list[list[Entity]] = [[] for _ in texts]
+    if not len(found):
+        return results
+    starts, ends = found.starts, found.ends
+    # Most spans need none of the above: find, in one pass over all documents, those that might.
+    # The batch's code points keep a 0 (not a space, not a joiner) before and after every text.
+    base = batch.text_base[found.documents]
+    points = batch.points
+    first, last, after = points[base + starts], points[base + ends - 1], points[base + ends]
+    joiner_near = (first >= _FIRST_JOINER) | (after >= _FIRST_JOINER) | (points[base + starts - 1] == _ZWJ)
+    careful = (ends <= starts) | joiner_near | (last == _ZWJ) | is_space(first) | is_space(last)
+    labels = [names[c] for c in found.classes.tolist()]
+    columns = found.documents.tolist(), labels, found.scores.tolist(), starts.tolist(), ends.tolist(), careful.tolist()
+    previous_document, previous_end, text, entities = -1, 0, "", results[0]
+    for document, label, score, start, end, slow in zip(*columns, strict=True):
+        if document != previous_document:
+            previous_document, previous_end, text, entities = document, 0, texts[document], results[document]
         if slow or start < previous_end:
             start, end = whole_characters(text, start, end)
             start = max(start, previous_end)
@@ -177,7 +262,19 @@ def finalize_spans(text: str, spans: Spans) -> list[Entity]:
             end = start + len(stripped)
         entities.append({"label": label, "text": text[start:end], "start": start, "end": end, "score": score})
         previous_end = end
-    return entities
+    return results
+
+
+def _shape_problem(scores: WindowScores, tokens: int, labels: int, *, best_only: bool) -> str:
+    if isinstance(scores, BestLabels):
+        if not best_only:
+            return "the engine returned best labels only, but this aggregation needs every label's score"
+        if len(scores) != tokens:
+            return f"best labels of {len(scores)} tokens for a window of {tokens} tokens"
+        return ""
+    if scores.shape != (tokens, labels):
+        return f"scores of shape {scores.shape} for a window of {tokens} tokens and {labels} labels"
+    return ""
 
 
 def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:

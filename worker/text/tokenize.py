@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,11 +62,6 @@ class EncodedText:
     """Engine inputs: at least one, each wrapped in the special tokens, at most max_length long."""
     num_tokens: int
     """Content tokens of the whole document (special tokens not counted)."""
-    token_ids: npt.NDArray[np.int32]
-    """Content token ids of the whole document."""
-    starts: npt.NDArray[np.int32]
-    ends: npt.NDArray[np.int32]
-    """Code point offsets of each content token into ``text``."""
     window_starts: tuple[int, ...]
     """Index of each window's first content token in ``token_ids``."""
     window_content: int
@@ -74,6 +69,39 @@ class EncodedText:
     content_offset: int
     """Rows of special tokens before the content in every window."""
     facts: TokenizerFacts
+    encoding: Any
+    """The fast tokenizer's own ``Encoding`` of the text. Ids and offsets become arrays only when
+    asked for: a tuple per token costs more than the rest of a short document's decoding, and
+    the grouping strategies need the offsets of span edges only (``Encoding.token_to_chars``)."""
+    ids: list[int]
+    _arrays: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict, repr=False)
+
+    @property
+    def token_ids(self) -> npt.NDArray[np.int32]:
+        """Content token ids of the whole document."""
+        ids = self._arrays.get("ids")
+        if ids is None:
+            ids = self._arrays["ids"] = np.array(self.ids, dtype=np.int32)
+        return ids
+
+    @property
+    def starts(self) -> npt.NDArray[np.int32]:
+        """Code point offset of each content token's start into ``text``."""
+        return self._offsets()[:, 0]
+
+    @property
+    def ends(self) -> npt.NDArray[np.int32]:
+        """Code point offset of each content token's end into ``text``."""
+        return self._offsets()[:, 1]
+
+    def _offsets(self) -> npt.NDArray[np.int32]:
+        offsets = self._arrays.get("offsets")
+        if offsets is None:
+            # fromiter over the flattened pairs is about twice as fast as np.array on a list of tuples.
+            flat = itertools.chain.from_iterable(self.encoding.offsets)
+            count = self.num_tokens
+            offsets = self._arrays["offsets"] = np.fromiter(flat, dtype=np.int32, count=2 * count).reshape(count, 2)
+        return offsets
 
     def window_range(self, index: int) -> tuple[int, int]:
         """Content token range ``[start, stop)`` of window ``index``."""
@@ -140,9 +168,6 @@ class DocumentTokenizer:
         count = len(ids)
         if count > self.max_document_tokens:
             return TooLarge(count, self.max_document_tokens)
-        # fromiter over the flattened pairs is about twice as fast as np.array on a list of tuples.
-        flat = itertools.chain.from_iterable(encoding.offsets)
-        offsets = np.fromiter(flat, dtype=np.int32, count=2 * count).reshape(count, 2)
         # Window k starts at k*step; the last is the first that reaches the end (the Rust
         # tokenizer's overflow rule), so no token is left out and no window is empty.
         last = -(-max(count - self._content, 0) // self._step)
@@ -153,13 +178,12 @@ class DocumentTokenizer:
             text=text,
             windows=windows,
             num_tokens=count,
-            token_ids=np.array(ids, dtype=np.int32),
-            starts=offsets[:, 0],
-            ends=offsets[:, 1],
             window_starts=window_starts,
             window_content=content,
             content_offset=len(prefix),
             facts=self.facts,
+            encoding=encoding,
+            ids=ids,
         )
 
 

@@ -8,8 +8,6 @@ overlap in the middle: the first half keeps the left window's scores, the second
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
@@ -18,11 +16,11 @@ from worker.text.tokenize import EncodedText
 _FAR = np.iinfo(np.int64).max // 2
 
 
-def document_scores(encoded: EncodedText, window_scores: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
-    """``[num_tokens, num_labels]`` scores of the document's content tokens."""
+def merged_rows(encoded: EncodedText) -> npt.NDArray[np.intp]:
+    """For each content token of the document, its row in the document's window score matrices
+    stacked in window order (window ``k`` starts at row ``k * len(window)``)."""
     offset = encoded.content_offset
-    if len(window_scores) == 1:
-        return window_scores[0][offset : offset + encoded.num_tokens]
+    width = len(encoded.windows[0])
     first = np.asarray(encoded.window_starts, dtype=np.int64)
     stop = np.minimum(first + encoded.window_content, encoded.num_tokens)
     lengths = stop - first
@@ -35,8 +33,5 @@ def document_scores(encoded: EncodedText, window_scores: Sequence[npt.NDArray[np
     order = np.lexsort((-np.minimum(left, right), position))
     sorted_positions = position[order]
     best = order[np.append(True, sorted_positions[1:] != sorted_positions[:-1])]
-    rows = np.concatenate(
-        [scores[offset : offset + n] for scores, n in zip(window_scores, lengths.tolist(), strict=True)]
-    )
-    merged: npt.NDArray[np.float32] = rows[best]
-    return merged
+    rows: npt.NDArray[np.intp] = (window[best] * width + offset + position[best] - first[window[best]]).astype(np.intp)
+    return rows

@@ -21,25 +21,31 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.characters import at, code_points, is_space
-from worker.text.tokenize import EncodedText
+from worker.text.characters import is_space
+from worker.text.tokenize import TokenizerFacts
 
 _SPACE = 0x20
 
 
 def word_starts(
-    encoded: EncodedText, tokens: npt.NDArray[np.intp], *, pipeline_rules: bool = False
+    facts: TokenizerFacts,
+    ids: npt.NDArray[np.int32],
+    starts: npt.NDArray[np.int32],
+    ends: npt.NDArray[np.int32],
+    around: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]] | None,
+    *,
+    pipeline_rules: bool = False,
 ) -> npt.NDArray[np.bool_]:
-    """True for each token (indices into the document's content tokens) that begins a word."""
-    facts = encoded.facts
-    ids = encoded.token_ids[tokens]
-    starts = encoded.starts[tokens]
-    ends = encoded.ends[tokens]
+    """True for each token that begins a word. The arrays are per token, possibly of many
+    concatenated sequences (the caller opens a word at each sequence's start): its id, its code
+    point offsets and, for tokenizers without a continuation prefix, ``around``: the code points
+    before it and at its start (0 outside the text)."""
     if facts.continuation is not None:
-        subword = facts.token_length[ids] != ends - starts if pipeline_rules else facts.continuation[ids].copy()
+        subword = facts.token_length[ids] != ends - starts if pipeline_rules else facts.continuation[ids]
     else:
-        points = code_points(encoded.text)
-        before, first = at(points, starts - 1), at(points, starts)
+        if around is None:
+            raise ValueError("a tokenizer without a continuation prefix needs the characters around each token")
+        before, first = around
         # The pipeline looks for the ASCII space only; any whitespace separates words.
         touches_space = (
             (before == _SPACE) | (first == _SPACE) if pipeline_rules else is_space(before) | is_space(first)
@@ -47,7 +53,7 @@ def word_starts(
         subword = (starts > 0) & ~touches_space
     if facts.unk_id >= 0:
         subword &= ids != facts.unk_id
-    if not pipeline_rules and len(tokens) > 1:
+    if not pipeline_rules and len(ids) > 1:
         subword[1:] |= starts[1:] < ends[:-1]
     result: npt.NDArray[np.bool_] = ~subword
     return result

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.unit.text.helpers import probabilities
-from worker.text.aggregate import spans_of_sequence
+from worker.text.aggregate import TokenScores, spans_of_sequences
 from worker.text.decode import EntityDecoder, LabelSchemeError
 from worker.text.schemes import parse_scheme
 
@@ -47,16 +47,16 @@ def test_string_class_ids_from_json_configs_are_accepted():
 
 
 def groups(names, tags):
-    """Decode one token per tag (token i covers characters [2i, 2i+1)) with ``simple``."""
+    """Decode one token per tag with ``simple``: (type, first token, stop token) of each entity."""
     scheme = parse_scheme(dict(enumerate(names)))
-    starts = np.arange(len(tags), dtype=np.int32) * 2
-    result = spans_of_sequence(
-        probabilities(tags, names=names), starts, starts + 1, None, strategy="simple", scheme=scheme,
+    result = spans_of_sequences(
+        TokenScores.of(probabilities(tags, names=names)), np.zeros(len(tags), np.intp), None,
+        strategy="simple", scheme=scheme,
         ignored_labels=np.array([n == "O" for n in scheme.labels]),
         ignored_types=np.array([t == "O" for t in scheme.types]),
     )
-    return [(label, int(start) // 2, (int(end) + 1) // 2)
-            for label, start, end in zip(result.labels, result.starts, result.ends, strict=True)]
+    return [(scheme.types[label], int(first), int(last) + 1)
+            for label, first, last in zip(result.classes, result.first_tokens, result.last_tokens, strict=True)]
 
 
 @pytest.mark.parametrize(

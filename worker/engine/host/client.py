@@ -88,12 +88,9 @@ class HostedEngine:
         lengths = [len(window) for window in windows]
         frame = await self._ask(wire.REQUEST, wire.pack_windows(windows), sum(lengths))
         try:
-            matrix = wire.unpack_scores(frame.payload)
-            if matrix.shape[0] != sum(lengths):
-                raise wire.WireError(f"{matrix.shape[0]} score rows for {sum(lengths)} tokens")
+            return wire.unpack_answer(frame.kind, frame.payload, lengths)
         except wire.WireError as exc:
             raise EngineError(f"the engine host sent a bad result: {exc}") from exc
-        return wire.split_rows(matrix, lengths)
 
     async def host_stats(self) -> dict[str, int]:
         """The host's counters (requests, batches, windows, tokens, ...)."""

@@ -211,8 +211,7 @@ class EngineHost:
             count = int(request.lengths.size)
             rows = scores[position : position + count]
             position += count
-            matrix = np.concatenate(rows) if rows else np.empty((0, len(self.facts.id2label)), dtype=np.float32)
-            request.reply(wire.RESULT, wire.pack_scores(matrix))
+            request.reply(*wire.pack_answer(rows, len(self.facts.id2label)))
 
     async def _watch_health(self) -> None:
         while True:

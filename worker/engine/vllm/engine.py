@@ -26,6 +26,7 @@ from typing import Any
 from worker.engine.base import EngineError, ScoreKind, WindowScores, read_model_facts
 from worker.engine.vllm.replicas import ReplicaConnection, ReplicaHandle, split_evenly
 from worker.settings import Settings
+from worker.text.aggregate import BEST_ONLY_STRATEGIES
 
 DEFAULT_START_TIMEOUT_S = 900.0
 DEFAULT_SPLIT_TOKENS = 8192
@@ -69,7 +70,9 @@ class VllmEngine:
                  max_model_len: int = 0, max_num_batched_tokens: int = 65536, max_num_seqs: int = 1024,
                  gpu_memory_utilization: float = 0.8, enforce_eager: bool = True, attention_backend: str = "",
                  start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
-                 split_tokens: int = DEFAULT_SPLIT_TOKENS) -> None:
+                 split_tokens: int = DEFAULT_SPLIT_TOKENS, best_labels: bool = False) -> None:
+        """``best_labels``: the replicas answer each token's best label and its probability only,
+        for the aggregations that need no more."""
         if replicas < 1:
             raise ValueError("replicas must be at least 1")
         facts = read_model_facts(model, max_length, max_model_len)
@@ -86,6 +89,7 @@ class VllmEngine:
                 enforce_eager=enforce_eager, attention_backend=attention_backend,
             ),
             "max_in_core": 2 * max_num_seqs,
+            "best_labels": best_labels,
         }
         self._handles: list[ReplicaHandle] = []
         self._active = replicas
@@ -101,6 +105,7 @@ class VllmEngine:
             max_model_len=settings.vllm_max_model_len, max_num_batched_tokens=settings.vllm_max_num_batched_tokens,
             max_num_seqs=settings.vllm_max_num_seqs, gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
             enforce_eager=settings.vllm_enforce_eager, attention_backend=settings.vllm_attention_backend,
+            best_labels=settings.aggregation in BEST_ONLY_STRATEGIES,
         )
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -60,13 +60,14 @@ class Job:
 
 
 class Replica:
-    def __init__(self, llm: Any, *, max_in_core: int) -> None:
+    def __init__(self, llm: Any, *, max_in_core: int, best_labels: bool = False) -> None:
         from vllm import PoolingParams  # type: ignore[import-not-found]
 
         self.sock: socket.socket | None = None
         self.llm = llm
         self.engine = llm.llm_engine
         self.max_in_core = max_in_core
+        self.best_labels = best_labels  # answer each token's best label only: less to copy through the socket
         self.params = PoolingParams(task="token_classify")
         self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.send: Callable[[int, int, bytes], None] = self._send_socket
@@ -111,7 +112,10 @@ class Replica:
     def _finish(self, job: Job) -> None:
         if job.scores is None:  # a request without windows
             job.scores = np.empty((0, self.num_labels), dtype=np.float32)
-        self.send(wire.RESULT, job.request_id, wire.pack_scores(job.scores))
+        if self.best_labels:
+            self.send(wire.BEST, job.request_id, wire.pack_best(job.scores))
+        else:
+            self.send(wire.RESULT, job.request_id, wire.pack_scores(job.scores))
 
     def _store(self, job: Job, index: int, data: Any) -> None:
         """Put one window's ``[tokens, labels]`` output into the job's stacked matrix."""
@@ -197,7 +201,7 @@ class Replica:
             self.serve(until_idle=True)
         finally:
             self.send = self._send_socket
-        if not answers or answers[0][0] != wire.RESULT:
+        if not answers or answers[0][0] not in (wire.RESULT, wire.BEST):
             detail = answers[0][1].decode(errors="replace") if answers else "no answer"
             raise RuntimeError(f"warm-up failed: {detail}")
 
@@ -226,14 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="One vLLM token-classification engine replica.")
     parser.add_argument("--socket", required=True, help="Unix socket of the worker, connected once the engine is up")
     parser.add_argument("--index", type=int, default=0)
-    parser.add_argument("--config", required=True, help="JSON: {llm: LLM kwargs, max_in_core}")
+    parser.add_argument("--config", required=True, help="JSON: {llm: LLM kwargs, max_in_core, best_labels}")
     args = parser.parse_args(argv)
     config = json.loads(args.config)
     started = time.perf_counter()
     try:
         llm = build_llm(config["llm"])
         model_config = llm.llm_engine.model_config
-        replica = Replica(llm, max_in_core=int(config.get("max_in_core", 2048)))
+        replica = Replica(llm, max_in_core=int(config.get("max_in_core", 2048)),
+                          best_labels=bool(config.get("best_labels", False)))
         replica.warm_up(int(model_config.max_model_len), int(model_config.get_vocab_size()))
         # Connect only now: the engine-core process vLLM forked above must not inherit the socket.
         replica.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

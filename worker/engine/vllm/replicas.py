@@ -132,13 +132,11 @@ class ReplicaHandle:
             future.set_exception(EngineError(f"{self.describe()}: {message.payload.decode(errors='replace')}"))
             return
         try:
-            matrix = wire.unpack_scores(message.payload)
-            if matrix.shape[0] != sum(lengths):
-                raise wire.WireError(f"{matrix.shape[0]} score rows for {sum(lengths)} tokens")
+            result = wire.unpack_answer(message.kind, message.payload, lengths)
         except wire.WireError as exc:
             future.set_exception(EngineError(f"{self.describe()} sent a bad result: {exc}"))
             return
-        future.set_result(wire.split_rows(matrix, lengths))
+        future.set_result(result)
 
     def on_lost(self, reason: str) -> None:
         """The connection is gone: every open request fails now, none is silently dropped."""

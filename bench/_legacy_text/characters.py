@@ -1,0 +1,32 @@
+"""Character facts as numpy lookups: code points of a text, and which are whitespace."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+# Every code point for which str.isspace() holds lies below U+3001.
+_WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+_ASCII_WHITESPACE = np.array([chr(c).isspace() for c in range(128)], dtype=bool)
+
+
+def code_points(text: str) -> npt.NDArray[np.uint32]:
+    """The text's code points, one per Python string index."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def is_space(points: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    """``str.isspace()`` for each code point."""
+    result: npt.NDArray[np.bool_] = _ASCII_WHITESPACE[np.minimum(points, 127)] & (points < 128)
+    high = points >= 128
+    if high.any():
+        result[high] = np.isin(points[high], _WHITESPACE)
+    return result
+
+
+def at(points: npt.NDArray[np.uint32], positions: npt.NDArray[np.integer]) -> npt.NDArray[np.uint32]:
+    """Code points at ``positions``; 0 (not a space, not a joiner) outside the text."""
+    inside = (positions >= 0) & (positions < len(points))
+    result = np.zeros(len(positions), dtype=np.uint32)
+    result[inside] = points[positions[inside]]
+    return result

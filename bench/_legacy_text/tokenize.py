@@ -1,0 +1,201 @@
+"""Documents to model windows, with exact character offsets.
+
+Each text is tokenized once (one batch call into the fast tokenizer's Rust backend, without
+special tokens and without truncation), then split in token space into windows of at most
+``max_length`` tokens that overlap by ``stride`` tokens, exactly where the Hugging Face
+tokenizer's own ``return_overflowing_tokens``/``stride`` truncation would cut them. Every window
+is wrapped in the model's special tokens, learnt from the tokenizer's post-processor and its
+special-tokens mask (never by matching token strings; a ``[SEP]`` typed inside a text is text, as
+the tokenizer itself says). A document over ``max_document_tokens`` is reported as ``TooLarge``
+instead of being truncated.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+# Models whose position ids start after the padding index (RoBERTa's ``padding_idx + 1``), so
+# ``max_position_embeddings`` overstates the usable length.
+_POSITION_OFFSET_MODELS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet"})
+# transformers' sentinel for "no limit known" is int(1e30); anything this large is not a limit.
+_NO_LIMIT = 1_000_000
+
+
+class TooLarge(Exception):
+    """The document has more tokens than the configured limit; it is not truncated."""
+
+    reason: str = "too_large"
+
+    def __init__(self, num_tokens: int, limit: int) -> None:
+        super().__init__(f"document has {num_tokens} tokens, more than the limit of {limit}")
+        self.num_tokens = num_tokens
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TokenizerFacts:
+    """What decoding needs to know about the tokenizer, as lookup arrays indexed by token id."""
+
+    continuation: npt.NDArray[np.bool_] | None
+    """Tokens that continue a word (WordPiece ``##…``); None when the model has no such prefix."""
+    token_length: npt.NDArray[np.int32]
+    """Length of each token's string (the reference pipeline's WordPiece subword test uses it)."""
+    unk_id: int
+    """Id of the unknown token, or -1."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EncodedText:
+    text: str
+    windows: list[list[int]]
+    """Engine inputs: at least one, each wrapped in the special tokens, at most max_length long."""
+    num_tokens: int
+    """Content tokens of the whole document (special tokens not counted)."""
+    token_ids: npt.NDArray[np.int32]
+    """Content token ids of the whole document."""
+    starts: npt.NDArray[np.int32]
+    ends: npt.NDArray[np.int32]
+    """Code point offsets of each content token into ``text``."""
+    window_starts: tuple[int, ...]
+    """Index of each window's first content token in ``token_ids``."""
+    window_content: int
+    """Content tokens per full window (max_length minus the special tokens)."""
+    content_offset: int
+    """Rows of special tokens before the content in every window."""
+    facts: TokenizerFacts
+
+    def window_range(self, index: int) -> tuple[int, int]:
+        """Content token range ``[start, stop)`` of window ``index``."""
+        start = self.window_starts[index]
+        return start, min(start + self.window_content, self.num_tokens)
+
+
+class DocumentTokenizer:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerFast, *, max_length: int, stride: int, max_document_tokens: int
+    ) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("a fast (Rust) tokenizer is needed for character offsets")
+        backend: Tokenizer = copy.deepcopy(tokenizer.backend_tokenizer)
+        # The backend may carry truncation/padding from a previous call or from tokenizer.json;
+        # windows are cut here, so both stay off.
+        backend.no_truncation()
+        backend.no_padding()
+        self._backend = backend
+        self._prefix, self._suffix = _special_wrapping(backend)
+        if max_length <= 0:
+            max_length = int(tokenizer.model_max_length)
+            if max_length >= _NO_LIMIT:
+                raise ValueError("max_length: the tokenizer does not say its maximum length; set one")
+        self.max_length = max_length
+        content = max_length - len(self._prefix) - len(self._suffix)
+        if content < 1:
+            raise ValueError(f"max_length {max_length} leaves no room next to the model's special tokens")
+        if not 0 <= stride < content:
+            raise ValueError(
+                f"stride {stride} must be >= 0 and smaller than the {content} content tokens per window "
+                f"(max_length {max_length} minus {max_length - content} special tokens)"
+            )
+        if max_document_tokens < 1:
+            raise ValueError("max_document_tokens must be >= 1")
+        self.stride = stride
+        self.max_document_tokens = max_document_tokens
+        self._content = content
+        self._step = content - stride
+        unk_id = tokenizer.unk_token_id
+        self.facts = _tokenizer_facts(backend, -1 if unk_id is None else int(unk_id))
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str, *, max_length: int = 0, stride: int = 32, max_document_tokens: int = 65536
+    ) -> DocumentTokenizer:
+        from transformers import AutoConfig, AutoTokenizer
+
+        tokenizer: Any = AutoTokenizer.from_pretrained(model, use_fast=True)
+        limit = model_length_limit(tokenizer.model_max_length, AutoConfig.from_pretrained(model))
+        if max_length > limit:
+            raise ValueError(f"max_length {max_length} exceeds the model's maximum of {limit} tokens")
+        return cls(tokenizer, max_length=max_length or limit, stride=stride, max_document_tokens=max_document_tokens)
+
+    def encode(self, texts: Sequence[str]) -> list[EncodedText | TooLarge]:
+        """Tokenize a batch; each text gets its windows, or ``TooLarge``. Never truncates."""
+        encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
+        return [self._document(text, encoding) for text, encoding in zip(texts, encodings, strict=True)]
+
+    def _document(self, text: str, encoding: Any) -> EncodedText | TooLarge:
+        ids: list[int] = encoding.ids
+        count = len(ids)
+        if count > self.max_document_tokens:
+            return TooLarge(count, self.max_document_tokens)
+        # fromiter over the flattened pairs is about twice as fast as np.array on a list of tuples.
+        flat = itertools.chain.from_iterable(encoding.offsets)
+        offsets = np.fromiter(flat, dtype=np.int32, count=2 * count).reshape(count, 2)
+        # Window k starts at k*step; the last is the first that reaches the end (the Rust
+        # tokenizer's overflow rule), so no token is left out and no window is empty.
+        last = -(-max(count - self._content, 0) // self._step)
+        window_starts = tuple(range(0, last * self._step + 1, self._step))
+        prefix, suffix, content = self._prefix, self._suffix, self._content
+        windows = [prefix + ids[start : start + content] + suffix for start in window_starts]
+        return EncodedText(
+            text=text,
+            windows=windows,
+            num_tokens=count,
+            token_ids=np.array(ids, dtype=np.int32),
+            starts=offsets[:, 0],
+            ends=offsets[:, 1],
+            window_starts=window_starts,
+            window_content=content,
+            content_offset=len(prefix),
+            facts=self.facts,
+        )
+
+
+def model_length_limit(model_max_length: int, config: Any) -> int:
+    """Longest window the model accepts: the tokenizer's limit bounded by the position table."""
+    limit = int(model_max_length) if 0 < int(model_max_length) < _NO_LIMIT else _NO_LIMIT
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        if getattr(config, "model_type", "") in _POSITION_OFFSET_MODELS:
+            positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+        limit = min(limit, positions)
+    if limit >= _NO_LIMIT:
+        raise ValueError("max_length: neither the tokenizer nor the model config states a maximum length; set one")
+    return limit
+
+
+def _special_wrapping(backend: Tokenizer) -> tuple[list[int], list[int]]:
+    """Special token ids the post-processor puts before and after a single sequence."""
+    for probe in ("a", "x", "0", ".", "the"):
+        bare = backend.encode(probe, add_special_tokens=False)
+        if not bare.ids:
+            continue
+        wrapped = backend.post_process(bare, None, True)
+        content = [i for i, flag in enumerate(wrapped.special_tokens_mask) if not flag]
+        if content:
+            prefix, suffix = wrapped.ids[: content[0]], wrapped.ids[content[-1] + 1 :]
+            if len(prefix) + len(suffix) == backend.num_special_tokens_to_add(False):
+                return list(prefix), list(suffix)
+    raise ValueError("cannot tell where the tokenizer's post-processor puts its special tokens")
+
+
+def _tokenizer_facts(backend: Tokenizer, unk_id: int) -> TokenizerFacts:
+    size = backend.get_vocab_size(with_added_tokens=True)
+    tokens = [backend.id_to_token(i) or "" for i in range(size)]
+    prefix = getattr(backend.model, "continuing_subword_prefix", None)
+    continuation = np.array([t.startswith(prefix) for t in tokens], dtype=bool) if prefix else None
+    return TokenizerFacts(
+        continuation=continuation,
+        token_length=np.array([len(t) for t in tokens], dtype=np.int32),
+        unk_id=unk_id,
+    )

@@ -1,0 +1,144 @@
+"""A batch of documents as flat arrays over all their tokens, for decoding in a few passes.
+
+Each document is one *sequence* of content tokens (its windows' scores merged per token, see
+``windows``), or, in the reference pipeline's stride merge, one sequence per window. The
+sequences' tokens are concatenated; ``rows`` says where each token's scores sit in the
+concatenated window score matrices, so that one gather (and one softmax, one argmax) serves the
+whole batch. Python loops here run per document, per window or per span, never per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from worker.text.aggregate import IndexArray, TokenScores
+from worker.text.characters import code_points
+from worker.text.scores import Stacked, concatenate
+from worker.text.tokenize import EncodedText
+from worker.text.windows import merged_rows
+from worker.text.words import word_starts
+
+_SEPARATOR = "\0"  # between texts, so that a read just outside any text finds 0: not a space, not a joiner
+Int64Array = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TokenBatch:
+    documents: Sequence[EncodedText]
+    texts: list[str]
+    points: npt.NDArray[np.uint32]
+    """Code points of all texts, each preceded and followed by a 0."""
+    text_base: Int64Array
+    """Index in ``points`` of each text's first character."""
+    sequences: list[tuple[int, int, int]]
+    """(document, first token, stop token) of each sequence."""
+    document_of_sequence: IndexArray
+    sequence_base: Int64Array
+    """Index of each sequence's first token in the batch."""
+    sequence_of: IndexArray
+    """Per token of the batch: the index of its sequence."""
+    rows: IndexArray
+    """Per token: its row in the window score matrices stacked in order."""
+    windowed_documents: frozenset[int]
+    """Documents whose windows are separate sequences."""
+    _offsets: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]] = field(default_factory=list)
+
+    @staticmethod
+    def of(documents: Sequence[EncodedText], *, per_window: Callable[[EncodedText], bool]) -> TokenBatch:
+        texts = [doc.text for doc in documents]
+        text_lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        text_base = np.cumsum(text_lengths + 1) - text_lengths
+        points = code_points(_SEPARATOR + _SEPARATOR.join(texts) + _SEPARATOR)
+
+        sequences: list[tuple[int, int, int]] = []
+        first_rows: list[int] = []  # row of each sequence's first token, where its rows are contiguous
+        merged: dict[int, IndexArray] = {}  # sequence -> rows, where windows are merged per token
+        windowed: set[int] = set()
+        row = 0
+        for index, doc in enumerate(documents):
+            if len(doc.windows) == 1:  # the common case, kept short: this loop runs per document
+                sequences.append((index, 0, doc.num_tokens))
+                first_rows.append(row + doc.content_offset)
+                row += len(doc.windows[0])
+                continue
+            if per_window(doc):
+                windowed.add(index)
+                for window_index, window in enumerate(doc.windows):
+                    start, stop = doc.window_range(window_index)
+                    sequences.append((index, start, stop))
+                    first_rows.append(row + doc.content_offset)
+                    row += len(window)
+                continue
+            else:
+                merged[len(sequences)] = row + merged_rows(doc)
+                sequences.append((index, 0, doc.num_tokens))
+                first_rows.append(0)
+            row += sum(len(window) for window in doc.windows)
+
+        lengths = np.fromiter((stop - start for _, start, stop in sequences), dtype=np.int64, count=len(sequences))
+        sequence_base = np.cumsum(lengths) - lengths
+        rows = np.repeat(np.asarray(first_rows, dtype=np.int64) - sequence_base, lengths) + np.arange(lengths.sum())
+        for sequence, sequence_rows in merged.items():
+            rows[sequence_base[sequence] : sequence_base[sequence] + lengths[sequence]] = sequence_rows
+        return TokenBatch(
+            documents=documents,
+            texts=texts,
+            points=points,
+            text_base=text_base,
+            sequences=sequences,
+            document_of_sequence=np.array([i for i, _, _ in sequences], dtype=np.intp),
+            sequence_base=sequence_base,
+            sequence_of=np.repeat(np.arange(len(sequences), dtype=np.intp), lengths),
+            rows=rows.astype(np.intp),
+            windowed_documents=frozenset(windowed),
+        )
+
+    def token_scores(self, stacked: Stacked) -> TokenScores:
+        """Each token's best class and probability (and every label's, where the engine sent them)."""
+        if stacked.rows is not None:
+            return TokenScores.of(stacked.rows[self.rows])
+        assert stacked.best is not None
+        return TokenScores(stacked.best.classes[self.rows].astype(np.intp, copy=False), stacked.best.scores[self.rows])
+
+    def offsets(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """Per token of the batch: code point offsets into its own text (built on first use)."""
+        if not self._offsets:
+            docs = self.documents
+            self._offsets.append((
+                concatenate([docs[i].starts[a:b] for i, a, b in self.sequences], np.int32),
+                concatenate([docs[i].ends[a:b] for i, a, b in self.sequences], np.int32),
+            ))
+        return self._offsets[0]
+
+    def word_starts(self, *, pipeline_rules: bool) -> npt.NDArray[np.bool_]:
+        """Where words begin, per token of the batch (see ``words``)."""
+        facts = self.documents[0].facts
+        ids = concatenate([self.documents[i].token_ids[a:b] for i, a, b in self.sequences], np.int32)
+        starts, ends = self.offsets()
+        around = None
+        if facts.continuation is None:
+            at = self.text_base[self.document_of_sequence[self.sequence_of]] + starts
+            around = self.points[at - 1], self.points[at]
+        return word_starts(facts, ids, starts, ends, around, pipeline_rules=pipeline_rules)
+
+    def character_spans(self, first_tokens: IndexArray, last_tokens: IndexArray) -> tuple[IndexArray, Int64Array,
+                                                                                          Int64Array]:
+        """Document, start and end (code points into its text) of each span of tokens."""
+        sequences = self.sequence_of[first_tokens]
+        documents = self.document_of_sequence[sequences]
+        if self._offsets:
+            starts, ends = self.offsets()
+            return documents, starts[first_tokens].astype(np.int64), ends[last_tokens].astype(np.int64)
+        # Offsets of span edges only, from each document's tokenizer result: a step per span.
+        shift = np.array([first for _, first, _ in self.sequences], dtype=np.int64)[sequences] - self.sequence_base[
+            sequences]
+        encodings = [doc.encoding for doc in self.documents]
+        firsts, lasts = (first_tokens + shift).tolist(), (last_tokens + shift).tolist()
+        owners = documents.tolist()
+        begins = [encodings[d].token_to_chars(first)[0] for d, first in zip(owners, firsts, strict=True)]
+        finishes = [encodings[d].token_to_chars(last)[1] for d, last in zip(owners, lasts, strict=True)]
+        return documents, np.array(begins, dtype=np.int64), np.array(finishes, dtype=np.int64)

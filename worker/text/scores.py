@@ -1,0 +1,85 @@
+"""What an engine answers for one window: every label's score, or each token's best label only.
+
+Strategies ``none``, ``simple`` and ``first`` read nothing but each token's best label and its
+probability, so an engine may answer with ``BestLabels`` (5–6 bytes per token) instead of the
+full ``[tokens, labels]`` float32 matrix (4 bytes per label per token); ``average`` and ``max``
+need the full matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+_Scalar = TypeVar("_Scalar", bound=np.generic)
+
+
+@dataclass(frozen=True, slots=True)
+class BestLabels:
+    """Each token's best class id and its probability (softmax, never a logit)."""
+
+    classes: npt.NDArray[np.integer[Any]]
+    scores: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @staticmethod
+    def of(probabilities: npt.NDArray[np.float32]) -> BestLabels:
+        """The best label of each row of a probability matrix."""
+        classes = probabilities.argmax(axis=1)
+        return BestLabels(classes, np.take_along_axis(probabilities, classes[:, None], axis=1)[:, 0])
+
+
+WindowScores = npt.NDArray[np.float32] | BestLabels
+"""``[len(window), num_labels]`` float32 scores, or ``BestLabels`` of ``len(window)`` tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stacked:
+    """A batch's window scores stacked in one array: probability rows, or best labels."""
+
+    rows: npt.NDArray[np.float32] | None
+    best: BestLabels | None
+
+    def problem(self, num_labels: int, rows: slice = slice(None)) -> str:
+        """Why these rows cannot be decoded: NaN scores, or best labels that are no class."""
+        if self.rows is not None:
+            return "the engine returned NaN scores" if np.isnan(self.rows[rows]).any() else ""
+        assert self.best is not None
+        if np.isnan(self.best.scores[rows]).any():
+            return "the engine returned NaN scores"
+        classes = self.best.classes[rows]
+        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < num_labels:
+            return f"best labels outside 0..{num_labels - 1}"
+        return ""
+
+
+def stack(window_scores: Sequence[WindowScores], *, logits: bool) -> Stacked:
+    """One array for all windows (one copy); logits become probabilities. Matrices among best
+    labels (an engine that answered both ways) are reduced to their best labels."""
+    matrices = [scores for scores in window_scores if not isinstance(scores, BestLabels)]
+    if len(matrices) == len(window_scores):
+        rows = concatenate(matrices, np.float32)
+        return Stacked(softmax(rows) if logits else rows, None)
+    best = [s if isinstance(s, BestLabels) else BestLabels.of(softmax(s) if logits else s) for s in window_scores]
+    classes = concatenate([b.classes for b in best], np.intp).astype(np.intp, copy=False)
+    return Stacked(None, BestLabels(classes, concatenate([b.scores for b in best], np.float32)))
+
+
+def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Row softmax with the max shift, as the reference pipeline computes it (float32)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    result: npt.NDArray[np.float32] = shifted / shifted.sum(axis=-1, keepdims=True)
+    return result
+
+
+def concatenate(parts: Sequence[npt.NDArray[Any]], dtype: type[_Scalar]) -> npt.NDArray[_Scalar]:
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    joined: npt.NDArray[_Scalar] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return joined
