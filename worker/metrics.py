@@ -25,16 +25,27 @@ from prometheus_client import (
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
+
+def process_metrics(registry: CollectorRegistry) -> Info:
+    """What every serving process's registry carries besides its own series: the process,
+    platform and garbage-collector metrics, and the worker's ``Info`` (returned, to be set).
+
+    Several stream processes export through one supervisor (prometheus_client's multiprocess
+    mode), which keeps none of these per process: the supervisor registers them for itself.
+    """
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return Info("ner_worker", "Worker version, engine and model.", registry=registry)
+
+
 class EngineMetrics:
     """Info, engine and batch metrics of one process, in their own registry (tests make many)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
-        self.info = Info("ner_worker", "Worker version, engine and model.", registry=r)
+        self.info = process_metrics(r)
         self.entities = Counter("ner_entities_total", "Entities delivered, by label.", ["label"], registry=r)
         self.tokens_processed = Counter(
             "ner_tokens_processed_total", "Tokens scored by the engine (special tokens included).", registry=r

@@ -283,6 +283,16 @@ class Settings:
         default=20.0, metadata=_doc("On SIGTERM or revoke: time to finish in-flight work and commit.", min=0)
     )
 
+    # --- Stream processes -----------------------------------------------------------------
+    processes: int = field(
+        default=0,
+        metadata=_doc(
+            "Stream processes of `run`, each a member of the consumer group sharing one engine; "
+            "0 = derived from the engine and the CPU cores (1 for the transformers engine on a CPU).",
+            min=0,
+        ),
+    )
+
     # --- vLLM engine ----------------------------------------------------------------------
     engine_replicas: int = field(
         default=4, metadata=_doc("vLLM engine processes sharing one GPU (one engine is CPU-bound).", min=1)

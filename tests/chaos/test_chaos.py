@@ -5,6 +5,13 @@ count), disturbs the system while it works, waits until the group has committed 
 then reads the output and dead-letter topics whole and counts lost, duplicated and out-of-order
 records. Every loop is bounded in count and time. The table is printed and appended to
 ``CHAOS_REPORT`` when that variable names a file.
+
+Every scenario also runs with workers of two stream processes sharing an engine host
+(``NER_PROCESSES=2``), sized to finish in a few minutes on a small machine: 20,000 documents
+(``CHAOS_DOCUMENTS_N2``) and 5 whole-worker kills (a worker starts its engine host, then its
+stream processes: slower than one process). One more scenario of its own kills single stream
+processes three times (the most restarts a worker allows within a minute), which the worker
+restarts, on three times as many documents.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +35,7 @@ from tests.integration.worker_process import REPO, WorkerProcess
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 DOCUMENTS = int(os.environ.get("CHAOS_DOCUMENTS", "100000"))
+DOCUMENTS_N2 = int(os.environ.get("CHAOS_DOCUMENTS_N2", "20000"))
 PARTITIONS = 6
 FINISH_TIMEOUT_S = 900
 KAFKA_TOOL = REPO / "tools" / "kafka" / "kafka-local.sh"
@@ -38,12 +47,12 @@ async def committed_total(bootstrap: str, group: str, topic: str) -> int:
     return sum(position or 0 for position in positions.values())
 
 
-def wait_until_committed(bootstrap: str, group: str, topic: str, workers: list[WorkerProcess],
+def wait_until_committed(bootstrap: str, group: str, topic: str, workers: list[WorkerProcess], documents: int,
                          timeout: float = FINISH_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if asyncio.run(committed_total(bootstrap, group, topic)) >= DOCUMENTS:
+            if asyncio.run(committed_total(bootstrap, group, topic)) >= documents:
                 return
         except Exception:  # the broker may be restarting
             pass
@@ -55,14 +64,17 @@ def wait_until_committed(bootstrap: str, group: str, topic: str, workers: list[W
 class Cluster:
     """Worker processes of one consumer group on one set of topics."""
 
-    def __init__(self, bootstrap: str, delivery: str, tmp_path: Path) -> None:
+    def __init__(self, bootstrap: str, delivery: str, tmp_path: Path, processes: int = 1,
+                 documents: int | None = None) -> None:
         self.bootstrap = bootstrap
         self.delivery = delivery
         self.tmp_path = tmp_path
+        self.processes = processes
+        self.documents = documents or (DOCUMENTS if processes == 1 else DOCUMENTS_N2)
         self.names = stream_names("chaos")
         asyncio.run(create_topics(bootstrap, {self.names["in"]: PARTITIONS, self.names["out"]: PARTITIONS,
                                               self.names["dead"]: 1}))
-        asyncio.run(produce(bootstrap, self.names["in"], DOCUMENTS, PARTITIONS))
+        asyncio.run(produce(bootstrap, self.names["in"], self.documents, PARTITIONS))
         self.workers: list[WorkerProcess] = []
         self.started = 0
 
@@ -72,23 +84,25 @@ class Cluster:
             **stream_env(self.names, self.bootstrap), "NER_DELIVERY": self.delivery,
             "NER_SESSION_TIMEOUT_MS": "6000", "NER_COMMIT_INTERVAL_MS": "200", "NER_DRAIN_TIMEOUT_S": "10",
             "NER_TRANSACTION_TIMEOUT_MS": "10000", "NER_CONNECT_RETRY_TIMEOUT_S": "120",
-            "NER_MAX_BATCH_DOCUMENTS": "512", "NER_MAX_BATCH_WAIT_MS": "20",
+            "NER_MAX_BATCH_DOCUMENTS": "512", "NER_MAX_BATCH_WAIT_MS": "20", "NER_PROCESSES": str(self.processes),
         }, self.tmp_path / f"worker-{self.started}.log").start()
         self.workers.append(worker)
         return worker
 
     def wait_done(self) -> None:
-        wait_until_committed(self.bootstrap, self.names["group"], self.names["in"], self.workers)
+        wait_until_committed(self.bootstrap, self.names["group"], self.names["in"], self.workers, self.documents)
 
     def finish(self, scenario: str) -> Tally:
         self.wait_done()
         for worker in self.workers:
             if worker.process is not None and worker.process.poll() is None:
                 worker.terminate()
-        outputs, dead = asyncio.run(read_results(self.bootstrap, self.names["out"], self.names["dead"], DOCUMENTS,
-                                                 self.delivery, timeout=300))
-        per_partition = {p: DOCUMENTS // PARTITIONS + (1 if p < DOCUMENTS % PARTITIONS else 0)
+        outputs, dead = asyncio.run(read_results(self.bootstrap, self.names["out"], self.names["dead"],
+                                                 self.documents, self.delivery, timeout=300))
+        per_partition = {p: self.documents // PARTITIONS + (1 if p < self.documents % PARTITIONS else 0)
                          for p in range(PARTITIONS)}
+        if self.processes > 1:
+            scenario += f", {self.processes} processes per worker"
         result = tally(scenario, self.delivery, per_partition, outputs, dead)
         RESULTS.append(result)
         print(f"\n{TABLE_HEADER}\n{result.row()}")
@@ -98,17 +112,23 @@ class Cluster:
                 handle.write(result.row() + "\n")
         return result
 
+    def ready_then_a_moment(self, worker: WorkerProcess, rng: random.Random) -> bool:
+        """Wait until ``worker`` is ready and a random moment more; whether work is still unfinished."""
+        worker.wait_ready(timeout=240)
+        time.sleep(rng.uniform(0.5, 3.0))
+        return asyncio.run(committed_total(self.bootstrap, self.names["group"], self.names["in"])) < self.documents
+
     def kill_all(self) -> None:
         for worker in self.workers:
             worker.kill()
 
 
 @pytest.fixture
-def cluster_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[str, str | None], Cluster]]:
+def cluster_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     clusters: list[Cluster] = []
 
-    def make(delivery: str, bootstrap: str | None = None) -> Cluster:
-        cluster = Cluster(bootstrap or kafka_bootstrap, delivery, tmp_path)
+    def make(delivery: str, bootstrap: str | None = None, processes: int = 1, documents: int | None = None) -> Cluster:
+        cluster = Cluster(bootstrap or kafka_bootstrap, delivery, tmp_path, processes, documents)
         clusters.append(cluster)
         return cluster
 
@@ -120,38 +140,62 @@ def cluster_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[
 def check(result: Tally) -> None:
     assert result.lost == 0, result
     assert result.order_violations == 0, result
-    assert result.dead_letters >= expected_dead(DOCUMENTS), result
+    assert result.dead_letters >= expected_dead(result.inputs), result
     if result.delivery == "exactly-once":
         assert result.duplicated == 0, result
 
 
-@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
-def test_sigkill_twenty_times(cluster_factory: Callable[[str], Cluster], delivery: str) -> None:
-    cluster = cluster_factory(delivery)
+PROCESSES = pytest.mark.parametrize("processes", [1, 2])
+DELIVERIES = pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+
+
+@DELIVERIES
+@PROCESSES
+def test_sigkill_twenty_times(cluster_factory: Callable[..., Cluster], delivery: str, processes: int) -> None:
+    cluster = cluster_factory(delivery, processes=processes)
+    kills = 20 if processes == 1 else 5
     rng = random.Random(20)
     worker = cluster.start_worker()
     mid_stream = 0
-    for _ in range(20):
-        worker.wait_ready()
-        time.sleep(rng.uniform(0.5, 3.0))
-        if asyncio.run(committed_total(cluster.bootstrap, cluster.names["group"], cluster.names["in"])) < DOCUMENTS:
-            mid_stream += 1
-        worker.kill()
+    for _ in range(kills):
+        mid_stream += cluster.ready_then_a_moment(worker, rng)
+        worker.kill()  # the whole worker: supervisor and stream processes (the engine host follows)
         worker = cluster.start_worker()
-    result = cluster.finish("SIGKILL x20")
+    result = cluster.finish(f"SIGKILL x{kills}")
     check(result)
-    assert mid_stream == 20, f"only {mid_stream} of 20 kills hit unfinished work"
+    assert mid_stream == kills, f"only {mid_stream} of {kills} kills hit unfinished work"
 
 
-@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
-def test_scale_one_three_one(cluster_factory: Callable[[str], Cluster], delivery: str) -> None:
-    cluster = cluster_factory(delivery)
+@DELIVERIES
+def test_stream_processes_killed_and_restarted(cluster_factory: Callable[..., Cluster], delivery: str) -> None:
+    # Three kills: the most restarts the worker allows within a minute (a fourth would stop it).
+    cluster = cluster_factory(delivery, processes=2, documents=3 * DOCUMENTS_N2)
+    rng = random.Random(16)
+    worker = cluster.start_worker()
+    kills = 3
+    mid_stream = 0
+    for kill in range(kills):
+        mid_stream += cluster.ready_then_a_moment(worker, rng)
+        os.kill(rng.choice(worker.children("worker.stream.member")), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while worker.metric("ner_stream_process_restarts_total") < kill + 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert worker.metric("ner_stream_process_restarts_total") == kills, worker.log()
+    result = cluster.finish(f"stream process SIGKILL x{kills}")
+    check(result)
+    assert mid_stream == kills, f"only {mid_stream} of {kills} kills hit unfinished work"
+
+
+@DELIVERIES
+@PROCESSES
+def test_scale_one_three_one(cluster_factory: Callable[..., Cluster], delivery: str, processes: int) -> None:
+    cluster = cluster_factory(delivery, processes=processes)
     first = cluster.start_worker()
-    first.wait_ready()
+    first.wait_ready(timeout=240)
     time.sleep(3)
     extra = [cluster.start_worker(), cluster.start_worker()]  # joins: rebalances 2 and 3
     for worker in extra:
-        worker.wait_ready()
+        worker.wait_ready(timeout=240)
     time.sleep(5)
     for worker in extra:  # leaves: rebalances 4 and 5
         code, _ = worker.terminate()
@@ -161,8 +205,9 @@ def test_scale_one_three_one(cluster_factory: Callable[[str], Cluster], delivery
     check(cluster.finish("workers 1 → 3 → 1"))
 
 
-@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
-def test_broker_restart(cluster_factory: Callable[[str, str | None], Cluster], delivery: str,
+@DELIVERIES
+@PROCESSES
+def test_broker_restart(cluster_factory: Callable[..., Cluster], delivery: str, processes: int,
                         tmp_path: Path) -> None:
     # A broker of this test's own: the session's shared broker keeps running for the other tests.
     port, controller = free_port(), free_port()
@@ -170,14 +215,15 @@ def test_broker_restart(cluster_factory: Callable[[str, str | None], Cluster], d
            "KAFKA_CONTROLLER_PORT": str(controller)}
     subprocess.run([str(KAFKA_TOOL), "start"], env=env, check=True, capture_output=True)
     try:
-        cluster = cluster_factory(delivery, f"127.0.0.1:{port}")
+        cluster = cluster_factory(delivery, f"127.0.0.1:{port}", processes)
         worker = cluster.start_worker()
-        worker.wait_ready()
+        worker.wait_ready(timeout=240)
+        tenth = cluster.documents // 10
         deadline = time.monotonic() + 300
-        while worker.metric("ner_records_published_total") < DOCUMENTS // 10 and time.monotonic() < deadline:
+        while worker.metric("ner_records_published_total") < tenth and time.monotonic() < deadline:
             time.sleep(0.2)
         published_at_stop = worker.metric("ner_records_published_total")
-        assert DOCUMENTS // 10 <= published_at_stop < DOCUMENTS, "the broker must stop mid-stream"
+        assert tenth <= published_at_stop < cluster.documents, "the broker must stop mid-stream"
         subprocess.run([str(KAFKA_TOOL), "stop"], env=env, check=True, capture_output=True)
         time.sleep(3)
         subprocess.run([str(KAFKA_TOOL), "start"], env=env, check=True, capture_output=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,8 +28,11 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
+        # A session of its own: kill() takes the worker's stream processes with it, as a pod's
+        # container dies whole.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run"], env=self.env, cwd=REPO, stdout=log, stderr=log
+            [sys.executable, "-m", "worker.cli", "run"], env=self.env, cwd=REPO, stdout=log, stderr=log,
+            start_new_session=True,
         )
         return self
 
@@ -56,9 +60,29 @@ class WorkerProcess:
         return code, time.monotonic() - started
 
     def kill(self) -> None:
+        """SIGKILL the worker and every process of its session (its stream processes; an engine
+        host has a session of its own and stops when its parent has gone)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+    def children(self, module: str) -> list[int]:
+        """Pids of this worker's child processes running ``python -m <module>`` (stream processes:
+        ``worker.stream.member``; the engine host: ``worker.engine.host``)."""
+        assert self.process is not None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+            if parent == self.process.pid and module.encode() in arguments:
+                found.append(int(entry.name))
+        return sorted(found)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from worker import __version__
 from worker.annotator import Annotator
@@ -33,20 +33,36 @@ from worker.stream.transactions import TransactionalPublisher, eos_producer_fact
 from worker.stream.writer import RecordWriter
 from worker.tracing import tracing_from_environment
 
-__all__ = ["StartupError", "run_worker"]
+__all__ = ["StartupError", "StatusReport", "run_worker"]
 
 log = logging.getLogger(__name__)
 
 _SHUTDOWN_MARGIN_S = 10.0
 
 
+StatusReport = Callable[[StreamStatus], Awaitable[None]]
+"""Runs beside the worker from its first moment until it ends (cancelled then): a stream process
+of several reports its health and readiness to the supervisor with it."""
+
+
 async def run_worker(settings: Settings, *, metrics: WorkerMetrics | None = None,
-                     engine: Engine | None = None) -> None:
-    """Run until SIGTERM/SIGINT. ``engine`` replaces the one ``NER_ENGINE`` names (benchmarks)."""
+                     engine: Engine | None = None, report: StatusReport | None = None) -> None:
+    """Run until SIGTERM/SIGINT. ``engine`` replaces the one ``NER_ENGINE`` names (benchmarks,
+    the hosted engine of a stream process)."""
     metrics = metrics or WorkerMetrics()
     metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
-    tracing = tracing_from_environment(service_version=__version__)  # off unless an OTLP endpoint is set
     status = StreamStatus()
+    reporting = asyncio.ensure_future(report(status)) if report is not None else None
+    try:
+        await _run(settings, metrics, engine, status)
+    finally:
+        if reporting is not None:
+            reporting.cancel()
+            await asyncio.gather(reporting, return_exceptions=True)
+
+
+async def _run(settings: Settings, metrics: WorkerMetrics, engine: Engine | None, status: StreamStatus) -> None:
+    tracing = tracing_from_environment(service_version=__version__)  # off unless an OTLP endpoint is set
     http = HealthServer(metrics.registry, health=status.health, readiness=status.readiness,
                         host=settings.http_host, port=settings.http_port)
     guard_secret_logging(settings)

@@ -2,11 +2,15 @@
 (records that cannot be annotated go to NER_DEAD_LETTER_TOPIC) until SIGTERM or SIGINT; then
 drain the work in flight, commit and leave the consumer group.
 
+With NER_PROCESSES above 1 this process supervises that many stream processes (each a member of
+the consumer group) sharing one engine, and serves the metrics and probes of them all.
+
 Every setting comes from the NER_* variables (ner-worker settings lists them).
 
 Exit status: 0 after a clean stop, 1 when the stream stopped without committing unfinished
-records (e.g. the engine failed every attempt), 2 for bad settings, 3 when the worker cannot
-start (model cannot be loaded, broker unreachable, topic missing), 130 when interrupted.
+records (e.g. the engine failed every attempt; with several processes also: the engine host
+died, or stream processes kept dying), 2 for bad settings, 3 when the worker cannot start (model
+cannot be loaded, broker unreachable, topic missing), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -14,10 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from worker.settings import Settings
 
+if TYPE_CHECKING:  # the command's heavy imports wait until its settings are sound
+    from worker.engine import Engine
+    from worker.stream.app import StatusReport
+
 HELP = "consume, annotate and publish until SIGTERM (settings from NER_* variables)"
+
+EXIT_UNFINISHED = 1
+EXIT_CANNOT_START = 3
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +39,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.stream.processes import process_count
+
+    count = process_count(settings)
+    if count == 1:
+        return run_stream(settings)  # no supervisor, no engine host: one process does it all
+    from worker.stream.supervisor import Supervisor
+
+    return asyncio.run(Supervisor(settings, count).run())
+
+
+def run_stream(settings: Settings, *, engine: Engine | None = None, report: StatusReport | None = None) -> int:
+    """Run one stream process to its end; its exit status."""
     from worker.stream.app import StartupError, run_worker  # heavy imports only once the settings are sound
     from worker.stream.runner import FatalStreamError
 
     try:
-        asyncio.run(run_worker(settings))
+        asyncio.run(run_worker(settings, engine=engine, report=report))
     except StartupError as exc:
         log.error("cannot start: %s", exc)
-        return 3
+        return EXIT_CANNOT_START
     except FatalStreamError as exc:
         log.error("stopped without committing unfinished records: %s", exc)
-        return 1
+        return EXIT_UNFINISHED
     except KeyboardInterrupt:
         return 130
     return 0

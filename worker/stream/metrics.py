@@ -1,12 +1,22 @@
 """Prometheus metrics of ``ner-worker run``: the shared ones (``worker.metrics``) plus the stream's
 own (records, in-flight work, partitions, commits, lag).
+
+With several stream processes (``NER_PROCESSES``) every process writes its series to
+prometheus_client's multiprocess files and the supervisor exports their merge: counters and
+histograms add up; each gauge says how (``multiprocess_mode``, ignored in a single process):
+in-flight work and partitions add up over the live processes, the lag of a partition is the
+latest value written (its owner changes with rebalances), the last progress is the latest.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import contextlib
+from pathlib import Path
 
-from worker.metrics import SECONDS_BUCKETS, EngineMetrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from worker.metrics import SECONDS_BUCKETS, EngineMetrics, process_metrics
 
 
 class WorkerMetrics(EngineMetrics):
@@ -34,19 +44,24 @@ class WorkerMetrics(EngineMetrics):
             registry=r,
         )
         self.inflight_records = Gauge(
-            "ner_inflight_records", "Records read and not yet acknowledged by the broker.", registry=r
+            "ner_inflight_records", "Records read and not yet acknowledged by the broker.",
+            multiprocess_mode="livesum", registry=r,
         )
-        self.inflight_tokens = Gauge("ner_inflight_tokens", "Tokens of the in-flight records.", registry=r)
+        self.inflight_tokens = Gauge("ner_inflight_tokens", "Tokens of the in-flight records.",
+                                     multiprocess_mode="livesum", registry=r)
         self.paused_partitions = Gauge(
-            "ner_paused_partitions", "Input partitions paused by backpressure.", registry=r
+            "ner_paused_partitions", "Input partitions paused by backpressure.", multiprocess_mode="livesum",
+            registry=r,
         )
         self.assigned_partitions = Gauge(
-            "ner_assigned_partitions", "Input partitions assigned to this worker.", registry=r
+            "ner_assigned_partitions", "Input partitions assigned to this worker.", multiprocess_mode="livesum",
+            registry=r,
         )
         self.consumer_lag = Gauge(
             "ner_consumer_lag_records",
             "Records between the committed position and the partition's end.",
             ["topic", "partition"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.commits = Counter("ner_commits_total", "Successful offset commits.", registry=r)
@@ -62,5 +77,39 @@ class WorkerMetrics(EngineMetrics):
         self.last_progress = Gauge(
             "ner_last_progress_timestamp_seconds",
             "Unix time of the last record acknowledged (output or dead letter).",
+            multiprocess_mode="max",
             registry=r,
         )
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        """A revoked partition's lag is its new owner's to report."""
+        if getattr(values.ValueClass, "_multiprocess", False):
+            # A series cannot be removed from the multiprocess files: write 0, which the new
+            # owner's next value (a later one: the merge keeps the latest) replaces.
+            self.consumer_lag.labels(topic, str(partition)).set(0)
+            return
+        with contextlib.suppress(KeyError):
+            self.consumer_lag.remove(topic, str(partition))
+
+
+class SupervisorMetrics:
+    """``/metrics`` of a multi-process ``run``: every stream process's series, merged from the
+    multiprocess files in ``multiprocess_dir``, plus the supervisor's own.
+
+    The ``Info`` and the process metrics (``process_*``, ``python_*``) are the supervisor's:
+    prometheus_client's multiprocess mode carries neither (stream processes keep theirs unexported).
+    """
+
+    def __init__(self, multiprocess_dir: Path) -> None:
+        self.registry = CollectorRegistry()
+        MultiProcessCollector(self.registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+        self.info = process_metrics(self.registry)
+        self.processes = Gauge("ner_stream_processes", "Stream processes running.", registry=self.registry)
+        self.restarts = Counter(
+            "ner_stream_process_restarts_total", "Stream processes restarted after they died.", registry=self.registry
+        )
+        self._multiprocess_dir = multiprocess_dir
+
+    def process_ended(self, pid: int) -> None:
+        """Drop the ended process's live gauges (in-flight work, partitions, lag); its counters stay."""
+        mark_process_dead(pid, str(self._multiprocess_dir))  # type: ignore[no-untyped-call]

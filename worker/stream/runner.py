@@ -11,7 +11,6 @@ is paused until there is room again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -316,7 +315,7 @@ class StreamRunner:
             self._rewound.pop(tp, None)
         await self.publisher.partitions_revoked(sorted(revoked))
         for tp in revoked:
-            _forget_lag(self.metrics, tp)
+            self.metrics.forget_lag(tp.topic, tp.partition)
         self._on_hold -= revoked
 
     async def rewind(self, tp: TopicPartition, fenced: bool) -> None:
@@ -392,12 +391,6 @@ class StreamRunner:
         if self._paused and assigned:
             self.consumer.pause(*assigned)
         log.info("assigned partitions: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
-
-
-def _forget_lag(metrics: WorkerMetrics, tp: TopicPartition) -> None:
-    # A revoked partition's lag is its new owner's to report.
-    with contextlib.suppress(KeyError):
-        metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
