@@ -54,8 +54,14 @@ async def shard(args: argparse.Namespace, settings: Any) -> None:
     from worker.engine.hf import TransformersEngine
     from worker.engine.vllm.engine import VllmEngine
 
-    engine: Any = VllmEngine.from_settings(settings) if settings.engine == "vllm" else (
-        TransformersEngine.from_settings(settings))
+    engine: Any
+    if args.hosted:  # one engine for every process, served by the engine host
+        from worker.engine.host import HostedEngine
+
+        engine = HostedEngine.from_settings(settings, args.hosted)
+    else:
+        engine = VllmEngine.from_settings(settings) if settings.engine == "vllm" else (
+            TransformersEngine.from_settings(settings))
     started = time.perf_counter()
     await engine.start()
     start_s = time.perf_counter() - started

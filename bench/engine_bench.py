@@ -15,6 +15,8 @@ Phases (``--phases`` picks some, in the order given):
   hf-raw-bert             tuned transformers loop over token ids (no worker)
   vllm-raw-bert           one vLLM engine, LLM.encode over token ids and over raw texts
   vllm-worker-qwen3, hf-worker-qwen3   the worker path with a decoder model
+  vllm-hosted-bert, hf-hosted-bert     the worker path in --processes worker processes sharing one
+                          engine through the engine host (what NER_PROCESSES runs)
   vllm-workers-bert, hf-workers-bert   the worker path in --processes worker processes sharing
                           the GPU (each with --replicas vLLM replicas of its own)
 Documents: "short" = 20,000 documents of 64..192 tokens; "long-mix" = 4,000 documents of which
@@ -196,26 +198,84 @@ async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.
 
 
 def phase_workers(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """--processes worker processes, each with an engine of its own sharing the GPU."""
     from bench._shards import run_sharded
 
     vllm = engine_name == "vllm"
+    common = _shard_arguments(work, engine_name, model, args)
+    results = run_sharded(__file__, common, args.processes, timeout_s=args.shard_timeout)
+    extra = {"replicas": args.replicas * args.processes if vllm else None,
+             "replicas_per_process": args.replicas if vllm else None}
+    return [_sharded_row(work, engine_name, model, args, results, f"worker path, {args.processes} processes", extra)]
+
+
+def phase_hosted(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """--processes worker processes sharing ONE engine through the engine host, as
+    ``NER_PROCESSES`` runs them: one copy of the model, batches merged across processes."""
+    from bench._shards import run_sharded
+    from worker.engine.host import EngineHostProcess, HostedEngine
+
+    settings = settings_for(engine_name, model, work, args.replicas, args.smoke)
+    host = EngineHostProcess(environ={**os.environ, **settings_env(settings)})
+    started = time.perf_counter()
+    host.start()
+    try:
+        probe = HostedEngine.from_settings(settings, host.socket_path)
+        asyncio.run(_host_up(host, probe))
+        start_s = time.perf_counter() - started
+        common = [*_shard_arguments(work, engine_name, model, args), "--hosted", host.socket_path]
+        results = run_sharded(__file__, common, args.processes, timeout_s=args.shard_timeout)
+    finally:
+        asyncio.run(host.stop())
+    extra = {"replicas": args.replicas if engine_name == "vllm" else None, "engine_host": True,
+             "host_start_s": round(start_s, 1)}
+    path = f"worker path, {args.processes} processes, one engine host"
+    return [_sharded_row(work, engine_name, model, args, results, path, extra)]
+
+
+async def _host_up(host: Any, probe: Any) -> None:
+    await host.wait_ready(probe)
+    await probe.close()
+
+
+def settings_env(settings: Any) -> dict[str, str]:
+    """The ``NER_*`` variables that give another process these settings (the engine host)."""
+    from worker.settings import env_name, setting_fields
+
+    env = {}
+    for f in setting_fields():
+        value = getattr(settings, f.name)
+        if value == f.default or value is None:
+            continue
+        shown = ",".join(value) if isinstance(value, tuple) else (str(value).lower() if isinstance(value, bool)
+                                                                   else str(value))
+        env[env_name(f.name)] = shown
+    return env
+
+
+def _shard_arguments(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[str]:
+    vllm = engine_name == "vllm"
     batch_docs = args.batch_docs or (256 if vllm else 512)
     concurrency = args.concurrency or (4 * args.replicas if vllm else 2)
-    common = ["--workdir", str(work), "--engine", engine_name, "--model", model, "--replicas", str(args.replicas),
-              "--batch-docs", str(batch_docs), "--concurrency", str(concurrency)] + (["--smoke"] if args.smoke else [])
-    results = run_sharded(__file__, common, args.processes, timeout_s=args.shard_timeout)
+    return ["--workdir", str(work), "--engine", engine_name, "--model", model, "--replicas", str(args.replicas),
+            "--batch-docs", str(batch_docs), "--concurrency", str(concurrency)] + (["--smoke"] if args.smoke else [])
+
+
+def _sharded_row(work: Path, engine_name: str, model: str, args: argparse.Namespace, results: list[dict[str, Any]],
+                 path: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """One row for all processes: every document over the span from the first start to the last finish."""
     seconds = max(r["t1"] for r in results) - min(r["t0"] for r in results)
     lengths = [n for r in results for n in r["lengths"]]
     stages = results[0]["cpu_us_per_doc"]
     cpu = {k: round(sum(r["cpu_us_per_doc"][k] for r in results) / len(results), 2) for k in stages}
-    settings = {"processes": args.processes, "replicas": args.replicas * args.processes if vllm else None,
-                "replicas_per_process": args.replicas if vllm else None, "batch_docs": batch_docs,
-                "concurrency": concurrency, "cpu_us_per_doc": cpu, "dtype": "bfloat16",
-                "engine_start_s": round(max(r["engine_start_s"] for r in results), 1)}
-    row = report.row(engine_name, f"worker path, {args.processes} processes", model, "short", [seconds], lengths,
-                     cost_of(work, model), PEAK_TFLOPS, settings, count=sum(r["docs"] for r in results))
+    common = _shard_arguments(work, engine_name, model, args)
+    settings = {"processes": args.processes, **extra, "batch_docs": int(common[common.index("--batch-docs") + 1]),
+                "concurrency": int(common[common.index("--concurrency") + 1]), "cpu_us_per_doc": cpu,
+                "dtype": "bfloat16", "engine_start_s": round(max(r["engine_start_s"] for r in results), 1)}
+    row = report.row(engine_name, path, model, "short", [seconds], lengths, cost_of(work, model), PEAK_TFLOPS,
+                     settings, count=sum(r["docs"] for r in results))
     log(report.line(row))
-    return [row]
+    return row
 
 
 def run_shard(args: argparse.Namespace) -> None:
@@ -237,6 +297,8 @@ def run_phase(args: argparse.Namespace) -> None:
     engine, kind, model = name.split("-")
     if kind == "workers":
         rows = phase_workers(work, "vllm" if engine == "vllm" else "transformers", model, args)
+    elif kind == "hosted":
+        rows = phase_hosted(work, "vllm" if engine == "vllm" else "transformers", model, args)
     elif kind == "raw":
         rows = phase_raw(work, "vllm" if engine == "vllm" else "transformers", args)
     else:
@@ -292,6 +354,7 @@ def main() -> None:
             p.add_argument("--model", required=True)
             p.add_argument("--index", type=int, required=True)
             p.add_argument("--sync", required=True)
+            p.add_argument("--hosted", default="", help="socket of an engine host to use instead of an own engine")
         p.add_argument("--processes", type=int, default=4, help="worker processes of the *-workers-* phases")
         p.add_argument("--shard-replicas", type=int, default=2, help="vLLM replicas per worker process there")
         p.add_argument("--shard-timeout", type=float, default=400)
