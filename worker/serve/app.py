@@ -174,7 +174,7 @@ async def _annotate_documents(state: ServeState, parsed: list[Document | Rejecti
                               ) -> list[tuple[list[Any] | Rejection, float]] | web.Response:
     assert state.annotator is not None and state.batcher is not None
     documents = [item for item in parsed if isinstance(item, Document)]
-    encoded = state.annotator.tokenize([doc.text for doc in documents])
+    encoded = state.annotator.tokenize([doc.tokenizer_input for doc in documents])
     valid = [item for item in encoded if isinstance(item, EncodedText)]
     try:
         scored = await state.batcher.annotate(valid)
