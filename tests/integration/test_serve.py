@@ -141,7 +141,7 @@ def test_a_list_is_answered_in_order_with_errors_by_index(server: ServeProcess, 
 
 
 def test_pre_split_words_are_annotated_as_the_words_joined_by_spaces(server: ServeProcess) -> None:
-    words = TEXTS[2].split() + ["Berlin", "", "Microsoft."]
+    words = [*TEXTS[2].split(), "Berlin", "", "Microsoft."]
     (want,) = annotate_in_process([tuple(words)])
     status, _, body = server.post_json({"id": "w", "words": words})
     assert status == 200
@@ -151,9 +151,9 @@ def test_pre_split_words_are_annotated_as_the_words_joined_by_spaces(server: Ser
     assert body["ner"]["offsets_into"] == "joined_words"
     joined = " ".join(words)
     assert body["entities"] and same_entities(body["entities"], want)
-    for entity, expected_entity in zip(body["entities"], want, strict=True):
+    for entity, expected in zip(body["entities"], want, strict=True):
         assert joined[entity["start"]:entity["end"]] == entity["text"]
-        assert (entity["word_start"], entity["word_end"]) == (expected_entity["word_start"], expected_entity["word_end"])
+        assert (entity["word_start"], entity["word_end"]) == (expected["word_start"], expected["word_end"])
         assert " ".join(words[entity["word_start"]:entity["word_end"]]).find(entity["text"]) >= 0
     status, _, body = server.post_json([{"words": ["Anna", 3]}, {"text": TEXTS[0]}])
     assert [(e["index"], e["reason"]) for e in body["errors"]] == [(0, "words_not_strings")]

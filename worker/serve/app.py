@@ -99,7 +99,8 @@ class ServeState:
 
 def build_app(state: ServeState, *, max_request_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[_observe(state.metrics)])
-    openapi = orjson.dumps(openapi_document(text_field=state.settings.text_field, words_field=state.settings.words_field,
+    settings = state.settings
+    openapi = orjson.dumps(openapi_document(text_field=settings.text_field, words_field=settings.words_field,
                                             output=state.output_controls,
                                             max_request_documents=state.max_request_documents, version=__version__))
 

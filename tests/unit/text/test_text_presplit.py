@@ -5,7 +5,7 @@ import pytest
 
 from tests.parity.corpus import corpus
 from tests.parity.zoo import FAMILIES, tokenizer
-from tests.unit.text.helpers import ID2LABEL, wordpiece, window_scores
+from tests.unit.text.helpers import ID2LABEL, window_scores, wordpiece
 from worker.text.decode import EntityDecoder
 from worker.text.tokenize import DocumentTokenizer, EncodedText, JoinedWords
 
