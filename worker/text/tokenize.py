@@ -98,6 +98,9 @@ class EncodedText:
     def _offsets(self) -> npt.NDArray[np.int32]:
         offsets = self._arrays.get("offsets")
         if offsets is None:
+            if isinstance(self.encoding, JoinedWords):
+                offsets = self._arrays["offsets"] = self.encoding.offset_array()
+                return offsets
             # fromiter over the flattened pairs is about twice as fast as np.array on a list of tuples.
             flat = itertools.chain.from_iterable(self.encoding.offsets)
             count = self.num_tokens
@@ -123,23 +126,35 @@ class EncodedText:
 class JoinedWords:
     """A pre-split document's ``Encoding`` as if the text had been the words joined by single
     spaces (the reference pipeline's sentence): the tokenizer gives each token's offsets into its
-    own word; here they are shifted into the joined text. The tokens are the tokenizer's for the
-    words (``is_pretokenized``), so no token crosses from one word into the next."""
+    own word; here they are shifted into the joined text, when asked for (as for a text). The
+    tokens are the tokenizer's for the words (``is_pretokenized``), so no token crosses from one
+    word into the next."""
 
-    __slots__ = ("ids", "offsets", "word_bases", "word_ids")
+    __slots__ = ("_encoding", "ids", "word_bases")
 
     def __init__(self, encoding: Any, words: Sequence[str]) -> None:
-        self.word_bases: list[int] = list(itertools.accumulate((len(word) + 1 for word in words[:-1]), initial=0))
-        # Content tokens all come from a word (no special tokens are added here).
-        self.word_ids: list[int] = [word if word is not None else 0 for word in encoding.word_ids]
-        bases = self.word_bases
+        self._encoding = encoding
         self.ids: list[int] = encoding.ids
-        self.offsets = [(start + bases[word], end + bases[word])
-                        for (start, end), word in zip(encoding.offsets, self.word_ids, strict=True)]
+        self.word_bases: list[int] = list(itertools.accumulate((len(word) + 1 for word in words[:-1]), initial=0))
+
+    @property
+    def word_ids(self) -> list[int]:
+        """The given word of each token (content tokens all come from a word)."""
+        return [word if word is not None else 0 for word in self._encoding.word_ids]
+
+    def offset_array(self) -> npt.NDArray[np.int32]:
+        """Code point offsets ``(start, end)`` of every token into the joined words."""
+        count = len(self.ids)
+        offsets = np.fromiter(itertools.chain.from_iterable(self._encoding.offsets), dtype=np.int32,
+                              count=2 * count).reshape(count, 2)
+        bases = np.asarray(self.word_bases, dtype=np.int32)[np.asarray(self.word_ids, dtype=np.intp)]
+        shifted: npt.NDArray[np.int32] = offsets + bases[:, None]
+        return shifted
 
     def token_to_chars(self, index: int) -> tuple[int, int]:
-        start, end = self.offsets[index]
-        return start, end
+        start, end = self._encoding.token_to_chars(index)
+        base = self.word_bases[self._encoding.token_to_word(index)]
+        return start + base, end + base
 
     def word_span(self, start: int, end: int) -> tuple[int, int]:
         """The words ``[first, stop)`` that the joined text's ``[start, end)`` touches."""
