@@ -16,7 +16,7 @@ from worker.output import EntityControls, OutputControls
 from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Document, ParseOptions, Rejection, parse_value
 from worker.settings import Settings
 from worker.text.decode import Entity, EntityDecoder
-from worker.text.tokenize import DocumentTokenizer, EncodedText, TooLarge
+from worker.text.tokenize import DocumentTokenizer, EncodedText, JoinedWords, TooLarge
 
 Item = TypeVar("Item", bound="Prepared")
 
@@ -82,7 +82,8 @@ class Annotator:
     def model_name(self) -> str:
         return self.engine.name
 
-    def tokenize(self, texts: Sequence[str]) -> list[EncodedText | Rejection]:
+    def tokenize(self, texts: Sequence[str | tuple[str, ...]]) -> list[EncodedText | Rejection]:
+        """Each text (or pre-split words, ``Document.tokenizer_input``) encoded, or why not."""
         encoded: list[EncodedText | Rejection] = []
         for item in self.tokenizer.encode(texts):
             if isinstance(item, TooLarge):
@@ -107,7 +108,7 @@ class Annotator:
             else:
                 item.document = parsed
                 valid.append(item)
-        encoded = self.tokenize([item.document.text for item in valid if item.document is not None])
+        encoded = self.tokenize([item.document.tokenizer_input for item in valid if item.document is not None])
         for item, result in zip(valid, encoded, strict=True):
             if isinstance(result, Rejection):
                 item.rejection = result
@@ -125,14 +126,23 @@ class Annotator:
             decoded = self.decoder.decode_batch(documents, scores)
         except ValueError as exc:  # scores that fit no document of the batch (an engine bug): all unusable
             decoded = [exc] * len(documents)
-        for outcome in decoded:
+        for document, outcome in zip(documents, decoded, strict=True):
             if isinstance(outcome, ValueError):  # e.g. NaN scores: this record is unusable, the stream goes on
                 results.append(Rejection(DECODE_FAILED, f"the engine's scores cannot be decoded: {outcome}"))
                 continue
             entities = self.controls.apply(outcome)
+            if isinstance(document.encoding, JoinedWords):
+                _add_word_indices(entities, document.encoding)
             if len(entities) > self.max_entities:
                 results.append(Rejection(
                     TOO_MANY_ENTITIES, f"{len(entities)} entities; the limit is {self.max_entities}"))
             else:
                 results.append(entities)
         return BatchResult(results, engine_seconds, len(windows), sum(len(w) for w in windows))
+
+
+def _add_word_indices(entities: list[Entity], words: JoinedWords) -> None:
+    """Pre-split input: which given words each entity covers, next to its offsets into the
+    joined words."""
+    for entity in entities:
+        entity["word_start"], entity["word_end"] = words.word_span(entity["start"], entity["end"])

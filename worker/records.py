@@ -27,6 +27,7 @@ INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_an_object"
 MISSING_TEXT = "missing_text"
 TEXT_NOT_STRING = "text_not_string"
+WORDS_NOT_STRINGS = "words_not_strings"
 TOO_LARGE = "too_large"
 TOO_DEEP = "too_deep"
 TOO_MANY_ENTITIES = "too_many_entities"
@@ -38,6 +39,11 @@ OUTPUT_REJECTED = "output_rejected"
 Headers = Sequence[tuple[str, bytes]]
 
 
+# What the output's ``ner.offsets_into`` says for pre-split input: the entity offsets index the
+# words joined by single spaces, a text that is not in the input.
+JOINED_WORDS = "joined_words"
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """A valid input: the text to annotate and the object it came in (passed through)."""
@@ -47,6 +53,14 @@ class Document:
     """The parsed JSON object (or decoded record), or None in plain-text mode."""
     schema: SchemaKey | None = None
     """The writer's schema of a Schema Registry record: the output is encoded with its extension."""
+    words: tuple[str, ...] | None = None
+    """Pre-split input (the pipeline's ``is_split_into_words``): the given words; ``text`` is
+    them joined by single spaces. None for text input."""
+
+    @property
+    def tokenizer_input(self) -> str | tuple[str, ...]:
+        """What the tokenizer reads: the words where the input gave them, else the text."""
+        return self.words if self.words is not None else self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,8 @@ class ParseOptions:
     max_json_depth: int
     registry: CacheKey | None = None
     """Which schema cache decodes records of a Schema Registry format; None for JSON and text."""
+    words_field: str = ""
+    """Where pre-split input is found in a JSON object without the text field; "" for none."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ParseOptions:
@@ -76,7 +92,8 @@ class ParseOptions:
             registry = cache_key(settings)
         return cls(input_format=settings.input_format, text_field=settings.text_field,
                    max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars,
-                   max_json_depth=settings.max_json_depth, registry=registry)
+                   max_json_depth=settings.max_json_depth, registry=registry,
+                   words_field=settings.words_field if settings.input_format == "json" else "")
 
 
 def parse_value(value: bytes | None, options: ParseOptions) -> Document | Rejection:
@@ -121,19 +138,35 @@ def _registry_document(value: bytes, options: ParseOptions, registry: CacheKey) 
 def _object_document(body: dict[str, Any], options: ParseOptions, schema: SchemaKey | None = None,
                      ) -> Document | Rejection:
     text = _lookup(body, options.text_field)
+    if text is _MISSING and options.words_field:
+        words = _lookup(body, options.words_field)
+        if words is not _MISSING:
+            return _words_document(words, body, options)
     if text is _MISSING:
-        return Rejection(MISSING_TEXT, f"the object has no field {options.text_field!r}")
+        also = f" (nor {options.words_field!r})" if options.words_field else ""
+        return Rejection(MISSING_TEXT, f"the object has no field {options.text_field!r}{also}")
     if not isinstance(text, str):
         return Rejection(TEXT_NOT_STRING,
                          f"the field {options.text_field!r} is {_with_article(_json_type(text))}, not a string")
     return _checked_text(text, body, options, schema)
 
 
+def _words_document(words: Any, body: dict[str, Any], options: ParseOptions) -> Document | Rejection:
+    if not isinstance(words, list):
+        return Rejection(WORDS_NOT_STRINGS, f"the field {options.words_field!r} is "
+                                            f"{_with_article(_json_type(words))}, not a list of strings")
+    odd = next((index for index, word in enumerate(words) if not isinstance(word, str)), None)
+    if odd is not None:
+        return Rejection(WORDS_NOT_STRINGS, f"item {odd} of the field {options.words_field!r} is "
+                                            f"{_with_article(_json_type(words[odd]))}, not a string")
+    return _checked_text(" ".join(words), body, options, words=tuple(words))
+
+
 def _checked_text(text: str, body: dict[str, Any] | None, options: ParseOptions,
-                  schema: SchemaKey | None = None) -> Document | Rejection:
+                  schema: SchemaKey | None = None, words: tuple[str, ...] | None = None) -> Document | Rejection:
     if len(text) > options.max_text_chars:
         return Rejection(TOO_LARGE, f"the text has {len(text)} characters; the limit is {options.max_text_chars}")
-    return Document(text=text, body=body, schema=schema)
+    return Document(text=text, body=body, schema=schema, words=words)
 
 
 _MISSING: Any = object()
@@ -237,7 +270,7 @@ def output_object(
     else:
         body = dict(document.body) if document.body is not None else {controls.text_field: document.text}
     body[controls.entities_field] = entities
-    body["ner"] = ner
+    body["ner"] = ner if document.words is None else {**ner, "offsets_into": JOINED_WORDS}
     return body
 
 

@@ -152,6 +152,12 @@ class Settings:
                       "(stream only)."),
     )
     text_field: str = field(default="text", metadata=_doc("Dotted path of the text in a JSON input."))
+    words_field: str = field(
+        default="words",
+        metadata=_doc("Dotted path of pre-split input in a JSON object without the text field: a list of words, "
+                      "annotated as the words joined by single spaces (entities gain word_start/word_end); "
+                      "empty: off."),
+    )
     max_record_bytes: int = field(
         default=1_048_576, metadata=_doc("Larger records are dead-lettered as too_large.", min=1)
     )
@@ -495,6 +501,8 @@ def _check_output_controls(s: Settings) -> None:
         raise SettingsError(f"{env_name('entities_field')}: {s.entities_field!r} is taken by the output's own fields")
     if s.entities_field == s.text_field:
         raise SettingsError(f"{env_name('entities_field')}: must differ from NER_TEXT_FIELD ({s.text_field!r})")
+    if s.words_field in (s.text_field, s.entities_field):
+        raise SettingsError(f"{env_name('words_field')}: must differ from NER_TEXT_FIELD and NER_ENTITIES_FIELD")
 
 
 def _check_schema_registry(s: Settings) -> None:

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from tests.fixtures.documents import (
+    INPUT_SCHEMA,
     MODEL,
     OUTPUT_SCHEMA,
     REPO,
@@ -137,6 +138,27 @@ def test_a_list_is_answered_in_order_with_errors_by_index(server: ServeProcess, 
     for document in (documents[0], documents[3], documents[5]):
         for entity in document["entities"]:
             assert document["text"][entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_pre_split_words_are_annotated_as_the_words_joined_by_spaces(server: ServeProcess) -> None:
+    words = [*TEXTS[2].split(), "Berlin", "", "Microsoft."]
+    (want,) = annotate_in_process([tuple(words)])
+    status, _, body = server.post_json({"id": "w", "words": words})
+    assert status == 200
+    jsonschema.validate({"id": "w", "words": words}, INPUT_SCHEMA)
+    jsonschema.validate(without_source(body), OUTPUT_SCHEMA)
+    assert body["words"] == words and "text" not in body
+    assert body["ner"]["offsets_into"] == "joined_words"
+    joined = " ".join(words)
+    assert body["entities"] and same_entities(body["entities"], want)
+    for entity, expected in zip(body["entities"], want, strict=True):
+        assert joined[entity["start"]:entity["end"]] == entity["text"]
+        assert (entity["word_start"], entity["word_end"]) == (expected["word_start"], expected["word_end"])
+        assert " ".join(words[entity["word_start"]:entity["word_end"]]).find(entity["text"]) >= 0
+    status, _, body = server.post_json([{"words": ["Anna", 3]}, {"text": TEXTS[0]}])
+    assert [(e["index"], e["reason"]) for e in body["errors"]] == [(0, "words_not_strings")]
+    assert "offsets_into" not in body["documents"][1]["ner"]
+    assert all("word_start" not in entity for entity in body["documents"][1]["entities"])
 
 
 def test_plain_text_body_is_one_document(server: ServeProcess, expected: list[Any]) -> None:

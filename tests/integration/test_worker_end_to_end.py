@@ -29,6 +29,7 @@ MALFORMED = [
     (b'["an", "array"]', "not_an_object"),
     (b'{"title": "no text"}', "missing_text"),
     (b'{"text": 12345}', "text_not_string"),
+    (b'{"words": ["pre-split", 7]}', "words_not_strings"),
 ]
 FIRST = ["Angela Merkel", "João Silva", "Zoë Müller", "Pierre Dubois", "Anna Kowalska", "Li Wei", "Satya Nadella"]
 ORGS = ["Siemens AG", "Microsoft", "Renault", "Innovatech Solutions", "Toyota Motor Corporation", "PKN Orlen"]
@@ -44,6 +45,8 @@ def make_document(rng: random.Random, number: int) -> dict[str, Any]:
         )
     if rng.random() < 0.1:
         sentences.append("Emoji 🎉 and tabs\tand\nnewlines, zero\u200bwidth.")
+    if number % 10 == 3:  # pre-split input: the words instead of the text
+        return {"id": f"doc-{number}", "words": " ".join(sentences).split(), "meta": {"n": number}}
     return {"id": f"doc-{number}", "text": " ".join(sentences), "meta": {"n": number}}
 
 
@@ -107,7 +110,7 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
 
     # Every input offset exactly once in output ∪ dead letter.
     seen: Counter[tuple[int, int]] = Counter()
-    entity_count = 0
+    entity_count = pre_split = 0
     by_key = dict(values)
     for record in outputs:
         body = orjson.loads(record.value)
@@ -119,8 +122,16 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
         assert {k: body[k] for k in original} == original  # passed through untouched
         assert dict(record.headers)["trace-id"] == record.key
         assert record.partition == source["partition"]  # output partition follows the input partition
+        text = body["text"] if "text" in body else " ".join(body["words"])
+        assert body["ner"].get("offsets_into") == (None if "text" in body else "joined_words")
         for entity in body["entities"]:
-            assert body["text"][entity["start"] : entity["end"]] == entity["text"]
+            assert text[entity["start"] : entity["end"]] == entity["text"]
+            if "words" in body:  # the entity begins in its first word and ends in its last
+                first, last = entity["word_start"], entity["word_end"] - 1
+                starts = [len(" ".join(body["words"][:index])) + bool(index) for index in (first, last)]
+                assert starts[0] <= entity["start"] < starts[0] + len(body["words"][first])
+                assert starts[1] < entity["end"] <= starts[1] + len(body["words"][last])
+        pre_split += "words" in body
         entity_count += len(body["entities"])
     dead_reasons: Counter[str] = Counter()
     for record in dead:
@@ -131,6 +142,7 @@ def test_thousand_documents_with_malformed_ones_are_each_accounted_for_once(
         dead_reasons[headers["ner.error.reason"]] += 1
     assert len(seen) == 1000 and set(seen.values()) == {1}
     assert dead_reasons == expected_reasons
+    assert pre_split > 80
     assert entity_count > 1000  # the model finds entities, not just passes records through
 
     # The worker's own counters equal what the topics hold.

@@ -109,6 +109,27 @@ def test_plain_text_from_stdin_to_stdout(expected: dict[str, Any]) -> None:
     assert "<stdin>:2: empty_value: the record has no value" in result.stderr.decode()
 
 
+def test_pre_split_words_from_a_file(tmp_path: Path) -> None:
+    words = TEXTS[0].split()
+    source = tmp_path / "words.jsonl"
+    source.write_bytes(orjson.dumps({"words": words}) + b"\n" + orjson.dumps({"tokens": words}) + b"\n")
+    result = run_annotate(str(source), "--quiet", env={"NER_WORDS_FIELD": "tokens"})
+    assert result.returncode == 0, result.stderr.decode()
+    (record,) = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert record["tokens"] == words and record["ner"]["offsets_into"] == "joined_words"
+    (want,) = annotate_in_process([tuple(words)])
+    assert record["entities"] and same_entities(record["entities"], want)
+    bases = [sum(len(word) + 1 for word in words[:index]) for index in range(len(words))]
+    for entity in record["entities"]:
+        assert " ".join(words)[entity["start"]:entity["end"]] == entity["text"]
+        first, last = entity["word_start"], entity["word_end"] - 1
+        assert bases[first] <= entity["start"] < bases[first] + len(words[first])
+        assert bases[last] < entity["end"] <= bases[last] + len(words[last])
+    jsonschema.validate({**record, "ner": {**record["ner"], "source": {"topic": "t", "partition": 0, "offset": 0}}},
+                        OUTPUT_SCHEMA)
+    assert f"{source}:1: missing_text:" in result.stderr.decode()
+
+
 def test_progress_bar_with_rate_and_eta_when_asked(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     jsonl_input(source)

@@ -48,6 +48,8 @@ def controls(**environ: str) -> EntityControls:
     ({"NER_ENTITIES_FIELD": "key"}, "NER_ENTITIES_FIELD", "taken"),
     ({"NER_ENTITIES_FIELD": " "}, "NER_ENTITIES_FIELD", "empty"),
     ({"NER_ENTITIES_FIELD": "body", "NER_TEXT_FIELD": "body"}, "NER_ENTITIES_FIELD", "NER_TEXT_FIELD"),
+    ({"NER_WORDS_FIELD": "text"}, "NER_WORDS_FIELD", "NER_TEXT_FIELD"),
+    ({"NER_WORDS_FIELD": "entities"}, "NER_WORDS_FIELD", "NER_ENTITIES_FIELD"),
 ])
 def test_a_bad_output_control_fails_at_start_naming_it(environ: dict[str, str], named: str, hint: str) -> None:
     with pytest.raises(SettingsError) as caught:

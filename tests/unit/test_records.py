@@ -87,3 +87,56 @@ def test_interleave_refuses_a_count_mismatch() -> None:
         records.interleave([bad, "a", "b"], ["A"])
     with pytest.raises(ValueError, match="more"):
         records.interleave(["a"], ["A", "B"])
+
+
+def test_words_stand_in_for_a_missing_text() -> None:
+    result = parse_value(b'{"id": 1, "words": ["Anna", "lives", "in", "Rome", "."]}', OPTIONS)
+    assert isinstance(result, Document)
+    assert result.text == "Anna lives in Rome ."
+    assert result.words == ("Anna", "lives", "in", "Rome", ".")
+    assert result.tokenizer_input == result.words
+    assert result.body == {"id": 1, "words": ["Anna", "lives", "in", "Rome", "."]}
+
+
+def test_the_text_wins_over_words_and_text_documents_have_no_words() -> None:
+    result = parse_value(b'{"text": "Anna", "words": ["Rome"]}', OPTIONS)
+    assert isinstance(result, Document) and result.text == "Anna" and result.words is None
+    assert result.tokenizer_input == "Anna"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b'{"words": "Anna lives"}', "the field 'words' is a string, not a list of strings"),
+        (b'{"words": ["Anna", 3]}', "item 1 of the field 'words' is a number, not a string"),
+        (b'{"words": ["Anna", null]}', "item 1 of the field 'words' is a null, not a string"),
+    ],
+)
+def test_words_that_are_not_a_list_of_strings_are_rejected(value: bytes, message: str) -> None:
+    result = parse_value(value, OPTIONS)
+    assert result == Rejection(records.WORDS_NOT_STRINGS, message)
+
+
+def test_joined_words_count_against_the_text_limit() -> None:
+    result = parse_value(orjson.dumps({"words": ["a" * 50, "b" * 50]}), OPTIONS)
+    assert isinstance(result, Rejection) and result.reason == records.TOO_LARGE
+    assert "101 characters" in result.message
+
+
+def test_the_words_field_is_a_setting_and_empty_turns_it_off() -> None:
+    named = ParseOptions.from_settings(load_settings({"NER_WORDS_FIELD": "doc.tokens"}))
+    assert parse_value(b'{"doc": {"tokens": ["a", "b"]}}', named) == Document(
+        "a b", {"doc": {"tokens": ["a", "b"]}}, words=("a", "b"))
+    off = ParseOptions.from_settings(load_settings({"NER_WORDS_FIELD": ""}))
+    result = parse_value(b'{"words": ["a"]}', off)
+    assert result == Rejection(records.MISSING_TEXT, "the object has no field 'text'")
+    missing = parse_value(b'{"title": "a"}', OPTIONS)
+    assert missing == Rejection(records.MISSING_TEXT, "the object has no field 'text' (nor 'words')")
+
+
+def test_the_output_of_words_says_the_offsets_index_the_joined_words() -> None:
+    document = Document("Anna lives", {"words": ["Anna", "lives"]}, words=("Anna", "lives"))
+    entity = {"label": "PER", "text": "Anna", "start": 0, "end": 4, "score": 0.9, "word_start": 0, "word_end": 1}
+    body = orjson.loads(output_value(document, [entity], ner={"model": "m"}, controls=OutputControls()))
+    assert body == {"words": ["Anna", "lives"], "entities": [entity],
+                    "ner": {"model": "m", "offsets_into": records.JOINED_WORDS}}

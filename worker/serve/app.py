@@ -62,7 +62,8 @@ class ServeState:
                  engine: Engine | None = None) -> None:
         self.settings = settings
         # A request says its format by its content type, whatever NER_INPUT_FORMAT says.
-        self.json_input = dataclasses.replace(ParseOptions.from_settings(settings), input_format="json")
+        self.json_input = dataclasses.replace(ParseOptions.from_settings(settings), input_format="json",
+                                              words_field=settings.words_field)
         self.text_input = dataclasses.replace(self.json_input, input_format="text")
         self.metrics = metrics
         self.max_request_documents = max_request_documents
@@ -98,7 +99,9 @@ class ServeState:
 
 def build_app(state: ServeState, *, max_request_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[_observe(state.metrics)])
-    openapi = orjson.dumps(openapi_document(text_field=state.settings.text_field, output=state.output_controls,
+    settings = state.settings
+    openapi = orjson.dumps(openapi_document(text_field=settings.text_field, words_field=settings.words_field,
+                                            output=state.output_controls,
                                             max_request_documents=state.max_request_documents, version=__version__))
 
     async def annotate(request: web.Request) -> web.StreamResponse:
@@ -174,7 +177,7 @@ async def _annotate_documents(state: ServeState, parsed: list[Document | Rejecti
                               ) -> list[tuple[list[Any] | Rejection, float]] | web.Response:
     assert state.annotator is not None and state.batcher is not None
     documents = [item for item in parsed if isinstance(item, Document)]
-    encoded = state.annotator.tokenize([doc.text for doc in documents])
+    encoded = state.annotator.tokenize([doc.tokenizer_input for doc in documents])
     valid = [item for item in encoded if isinstance(item, EncodedText)]
     try:
         scored = await state.batcher.annotate(valid)

@@ -22,16 +22,19 @@ ENTITY_SCHEMA: dict[str, Any] = {
         "score": {"type": "number", "minimum": 0, "maximum": 1,
                   "description": "Mean softmax probability of the entity's tokens or words "
                                  "(Hugging Face pipeline semantics)."},
+        "word_start": {"type": "integer", "minimum": 0,
+                       "description": "Pre-split input only: index of the first given word of the entity."},
+        "word_end": {"type": "integer", "minimum": 1,
+                     "description": "Pre-split input only: index one past the last given word of the entity."},
     },
 }
 
 _REF = "#/components/schemas/"
 
 
-def _text_path_schema(text_field: str) -> dict[str, Any]:
-    """An object schema requiring the (dotted) text field to be a string."""
-    schema: dict[str, Any] = {"type": "string", "description": "The text to annotate."}
-    for part in reversed(text_field.split(".")):
+def _path_schema(field: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An object schema requiring the (dotted) field to match ``schema``."""
+    for part in reversed(field.split(".")):
         schema = {"type": "object", "required": [part], "properties": {part: schema}}
     return schema
 
@@ -49,6 +52,9 @@ def _annotated_document(output: OutputControls) -> dict[str, Any]:
             "source": {"type": "object", "required": ["request", "index"], "additionalProperties": False,
                        "properties": {"request": {"type": "string"}, "index": {"type": "integer", "minimum": 0}}},
             "timings": {"type": "object", "properties": {"engine_ms": {"type": "number", "minimum": 0}}},
+            "offsets_into": {"const": "joined_words",
+                             "description": "Pre-split input only: the offsets index the words joined by single "
+                                            "spaces."},
         }},
     }
     if output.shape == "entities":
@@ -61,11 +67,21 @@ def _annotated_document(output: OutputControls) -> dict[str, Any]:
 
 
 def openapi_document(*, text_field: str, max_request_documents: int, version: str,
-                     output: OutputControls) -> dict[str, Any]:
-    input_schema = _text_path_schema(text_field)
+                     output: OutputControls, words_field: str = "") -> dict[str, Any]:
+    input_schema = _path_schema(text_field, {"type": "string", "description": "The text to annotate."})
     input_schema["properties"]["id"] = {"description": "Optional document id, passed through like every other field."}
     input_schema["additionalProperties"] = True
     input_schema["description"] = "Any JSON object with the text; every other field is passed through."
+    if words_field:
+        words = _path_schema(words_field, {"type": "array", "items": {"type": "string"},
+                                           "description": "Pre-split input: the words, annotated joined by single "
+                                                          "spaces."})
+        input_schema = {"description": "Any JSON object with the text, or without it the words; every other field "
+                                       "is passed through.", "anyOf": [
+            input_schema,
+            # The text wins where both are given, so the words count only without it.
+            {"allOf": [words, {"not": _path_schema(text_field, {})}], "additionalProperties": True},
+        ]}
     health = {"description": "Checks", "content": {"application/json": {"schema": {"$ref": _REF + "Health"}}}}
     return {
         "openapi": "3.1.0",

@@ -123,7 +123,21 @@ class TokenBatch:
         if facts.continuation is None:
             at = self.text_base[self.document_of_sequence[self.sequence_of]] + starts
             around = self.points[at - 1], self.points[at]
-        return word_starts(facts, ids, starts, ends, around, pipeline_rules=pipeline_rules)
+        result = word_starts(facts, ids, starts, ends, around, pipeline_rules=pipeline_rules)
+        if not pipeline_rules:
+            self._follow_given_words(result)
+        return result
+
+    def _follow_given_words(self, result: npt.NDArray[np.bool_]) -> None:
+        """Pre-split input: a word begins exactly where the given words do (the tokenizer may cut
+        one word into pieces that look like words, such as ``U.S.`` into ``U . S .``). The
+        reference pipeline applies its text rules to the joined words instead."""
+        for sequence, (document, first, stop) in enumerate(self.sequences):
+            words = self.documents[document].word_index
+            if words is None or stop == first:
+                continue
+            base = int(self.sequence_base[sequence])
+            result[base : base + stop - first] = words[first:stop] != np.append(-1, words[first : stop - 1])
 
     def character_spans(self, first_tokens: IndexArray, last_tokens: IndexArray) -> tuple[IndexArray, Int64Array,
                                                                                           Int64Array]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,10 @@ class Entity(TypedDict):
     end: int
     """Code point offset into the original text (exclusive)."""
     score: float
+    word_start: NotRequired[int]
+    """Pre-split input only: index of the first given word the entity touches."""
+    word_end: NotRequired[int]
+    """Pre-split input only: index one past the last given word the entity touches."""
 
 
 class EntityDecoder:

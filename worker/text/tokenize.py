@@ -12,6 +12,7 @@ instead of being truncated.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
 from collections.abc import Sequence
@@ -97,16 +98,67 @@ class EncodedText:
     def _offsets(self) -> npt.NDArray[np.int32]:
         offsets = self._arrays.get("offsets")
         if offsets is None:
+            if isinstance(self.encoding, JoinedWords):
+                offsets = self._arrays["offsets"] = self.encoding.offset_array()
+                return offsets
             # fromiter over the flattened pairs is about twice as fast as np.array on a list of tuples.
             flat = itertools.chain.from_iterable(self.encoding.offsets)
             count = self.num_tokens
             offsets = self._arrays["offsets"] = np.fromiter(flat, dtype=np.int32, count=2 * count).reshape(count, 2)
         return offsets
 
+    @property
+    def word_index(self) -> npt.NDArray[np.int32] | None:
+        """Pre-split input: the given word each content token comes from; None for a text."""
+        if not isinstance(self.encoding, JoinedWords):
+            return None
+        index = self._arrays.get("words")
+        if index is None:
+            index = self._arrays["words"] = np.array(self.encoding.word_ids, dtype=np.int32)
+        return index
+
     def window_range(self, index: int) -> tuple[int, int]:
         """Content token range ``[start, stop)`` of window ``index``."""
         start = self.window_starts[index]
         return start, min(start + self.window_content, self.num_tokens)
+
+
+class JoinedWords:
+    """A pre-split document's ``Encoding`` as if the text had been the words joined by single
+    spaces (the reference pipeline's sentence): the tokenizer gives each token's offsets into its
+    own word; here they are shifted into the joined text, when asked for (as for a text). The
+    tokens are the tokenizer's for the words (``is_pretokenized``), so no token crosses from one
+    word into the next."""
+
+    __slots__ = ("_encoding", "ids", "word_bases")
+
+    def __init__(self, encoding: Any, words: Sequence[str]) -> None:
+        self._encoding = encoding
+        self.ids: list[int] = encoding.ids
+        self.word_bases: list[int] = list(itertools.accumulate((len(word) + 1 for word in words[:-1]), initial=0))
+
+    @property
+    def word_ids(self) -> list[int]:
+        """The given word of each token (content tokens all come from a word)."""
+        return [word if word is not None else 0 for word in self._encoding.word_ids]
+
+    def offset_array(self) -> npt.NDArray[np.int32]:
+        """Code point offsets ``(start, end)`` of every token into the joined words."""
+        count = len(self.ids)
+        offsets = np.fromiter(itertools.chain.from_iterable(self._encoding.offsets), dtype=np.int32,
+                              count=2 * count).reshape(count, 2)
+        bases = np.asarray(self.word_bases, dtype=np.int32)[np.asarray(self.word_ids, dtype=np.intp)]
+        shifted: npt.NDArray[np.int32] = offsets + bases[:, None]
+        return shifted
+
+    def token_to_chars(self, index: int) -> tuple[int, int]:
+        start, end = self._encoding.token_to_chars(index)
+        base = self.word_bases[self._encoding.token_to_word(index)]
+        return start + base, end + base
+
+    def word_span(self, start: int, end: int) -> tuple[int, int]:
+        """The words ``[first, stop)`` that the joined text's ``[start, end)`` touches."""
+        return bisect.bisect_right(self.word_bases, start) - 1, bisect.bisect_left(self.word_bases, end)
 
 
 class DocumentTokenizer:
@@ -158,10 +210,25 @@ class DocumentTokenizer:
             raise ValueError(f"max_length {max_length} exceeds the model's maximum of {limit} tokens")
         return cls(tokenizer, max_length=max_length or limit, stride=stride, max_document_tokens=max_document_tokens)
 
-    def encode(self, texts: Sequence[str]) -> list[EncodedText | TooLarge]:
-        """Tokenize a batch; each text gets its windows, or ``TooLarge``. Never truncates."""
-        encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
-        return [self._document(text, encoding) for text, encoding in zip(texts, encodings, strict=True)]
+    def encode(self, texts: Sequence[str | tuple[str, ...]]) -> list[EncodedText | TooLarge]:
+        """Tokenize a batch; each text gets its windows, or ``TooLarge``. Never truncates.
+
+        A tuple of words is pre-split input (the pipeline's ``is_split_into_words``): tokenized
+        word by word, its text is the words joined by single spaces (``JoinedWords``)."""
+        if all(isinstance(text, str) for text in texts):  # the common case, in one call
+            encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
+            return [self._document(str(text), encoding) for text, encoding in zip(texts, encodings, strict=True)]
+        results: list[EncodedText | TooLarge] = []
+        plain = iter(self.encode([text for text in texts if isinstance(text, str)]))
+        split = [words for words in texts if not isinstance(words, str)]
+        pretokenized = iter(self._backend.encode_batch([list(words) for words in split], is_pretokenized=True,
+                                                       add_special_tokens=False))
+        for text in texts:
+            if isinstance(text, str):
+                results.append(next(plain))
+            else:
+                results.append(self._document(" ".join(text), JoinedWords(next(pretokenized), text)))
+        return results
 
     def _document(self, text: str, encoding: Any) -> EncodedText | TooLarge:
         ids: list[int] = encoding.ids
