@@ -282,6 +282,11 @@ class Settings:
     drain_timeout_s: float = field(
         default=20.0, metadata=_doc("On SIGTERM or revoke: time to finish in-flight work and commit.", min=0)
     )
+    engine_timeout_s: float = field(
+        default=120.0,
+        metadata=_doc("Longest wait for one engine batch; a batch that takes longer counts as a failed attempt "
+                      "(retried, then the worker stops).", min=0.1),
+    )
 
     # --- vLLM engine ----------------------------------------------------------------------
     engine_replicas: int = field(

@@ -19,6 +19,8 @@ class RunnerConfig:
     max_inflight_tokens: int
     commit_interval_s: float
     drain_timeout_s: float
+    engine_timeout_s: float
+    """Longest wait for one engine call; a call that does not answer in time is a failed attempt."""
     auto_offset_reset: OffsetReset
     """Where a rewound partition without a committed offset starts again."""
 
@@ -33,5 +35,6 @@ class RunnerConfig:
             max_inflight_tokens=settings.max_inflight_tokens,
             commit_interval_s=settings.commit_interval_ms / 1000,
             drain_timeout_s=settings.drain_timeout_s,
+            engine_timeout_s=settings.engine_timeout_s,
             auto_offset_reset=settings.auto_offset_reset,
         )

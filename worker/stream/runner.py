@@ -205,20 +205,27 @@ class StreamRunner:
         while True:
             started_ns = now_ns() if self.tracing.enabled else 0
             try:
-                result = await self.annotator.annotate_encoded(documents)
+                # An engine that never answers must not hold its partitions (and every commit
+                # behind them) for good: past the timeout the call is a failed attempt like any other.
+                result = await asyncio.wait_for(self.annotator.annotate_encoded(documents),
+                                                timeout=self.config.engine_timeout_s)
+            except TimeoutError:
+                failure: Exception = TimeoutError(f"the engine did not answer a batch within "
+                                                  f"{self.config.engine_timeout_s:g}s (NER_ENGINE_TIMEOUT_S)")
             except Exception as exc:
-                self.metrics.engine_errors.inc()
-                if backoff.failures + 1 >= _ENGINE_ATTEMPTS:
-                    raise
-                log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, exc,
-                            extra={"batch_size": len(documents), "attempt": backoff.failures + 1, "error": repr(exc)})
-                await backoff.wait()
+                failure = exc
             else:
                 self.metrics.engine_seconds.observe(result.engine_seconds)
                 self.metrics.tokens_processed.inc(result.tokens)
                 if self.tracing.enabled:
                     trace.engine(started_ns, result.engine_seconds, now_ns())
                 return result
+            self.metrics.engine_errors.inc()
+            if backoff.failures + 1 >= _ENGINE_ATTEMPTS:
+                raise failure
+            log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, failure,
+                        extra={"batch_size": len(documents), "attempt": backoff.failures + 1, "error": repr(failure)})
+            await backoff.wait()
 
     async def _publish_in_order(self) -> None:
         """Await batches in the order they were formed, so outputs keep their input order."""
