@@ -105,6 +105,8 @@ class StreamRunner:
         self._first_read: dict[TopicPartition, int] = {}  # where a rewind without a committed offset goes
         self._rewound: dict[TopicPartition, tuple[int | None, int]] = {}  # offset of the last rewinds, how many
         self._generation = 0  # assignments seen; a rewind spanning one leaves the position alone
+        self._acknowledged = 0  # the tracker's acknowledgement count at the last loop round
+        status.progress_limit_s = config.progress_limit_s
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -117,6 +119,7 @@ class StreamRunner:
     async def run(self) -> None:
         """Process until ``stop()``; then drain, commit and return. Raises on a fatal error."""
         publisher_task = asyncio.create_task(self._publish_in_order(), name="publisher")
+        self.status.last_progress = time.monotonic()  # the stall bound counts from the start
         try:
             while not self._stopping.is_set():
                 self._raise_if_failed(publisher_task)
@@ -125,6 +128,7 @@ class StreamRunner:
                 self._apply_backpressure()
                 if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
                     await self.commit()
+                self._note_progress()
                 self.status.last_loop = time.monotonic()
         finally:
             await self._drain(deadline_s=self.config.drain_timeout_s)
@@ -132,6 +136,14 @@ class StreamRunner:
             publisher_task.cancel()
             await asyncio.gather(publisher_task, return_exceptions=True)
         self._raise_if_failed(publisher_task)
+
+    def _note_progress(self) -> None:
+        # The publisher advances when a record is acknowledged (or a batch published, which
+        # _publish_in_order notes); with nothing pending there is nothing to wait for.
+        acknowledged = self.tracker.acknowledged()
+        if acknowledged != self._acknowledged or self.tracker.pending() == 0:
+            self._acknowledged = acknowledged
+            self.status.last_progress = time.monotonic()
 
     def _raise_if_failed(self, publisher_task: asyncio.Task[None]) -> None:
         if self._fatal is None and publisher_task.done() and not publisher_task.cancelled():
@@ -248,6 +260,7 @@ class StreamRunner:
                     for source, _ in entries:
                         source.headers = tuple(batch.trace.record_headers(source.headers))
                 await self.publisher.publish(entries)
+            self.status.last_progress = time.monotonic()
             batch.trace.end()
             self.inflight_tokens -= batch.tokens
 
