@@ -5,8 +5,10 @@ drain the work in flight, commit and leave the consumer group.
 Every setting comes from the NER_* variables (ner-worker settings lists them).
 
 Exit status: 0 after a clean stop, 1 when the stream stopped without committing unfinished
-records (e.g. the engine failed every attempt), 2 for bad settings, 3 when the worker cannot
-start (model cannot be loaded, broker unreachable, topic missing), 130 when interrupted.
+records (the engine failed every attempt; a stop whose drain did not finish within
+NER_DRAIN_TIMEOUT_S; a stop that took longer than NER_DRAIN_TIMEOUT_S + 10 s, which ends the
+process whatever still hangs), 2 for bad settings, 3 when the worker cannot start (model cannot
+be loaded, broker unreachable, topic missing), 130 when interrupted.
 """
 
 from __future__ import annotations

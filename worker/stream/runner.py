@@ -131,11 +131,21 @@ class StreamRunner:
                 self._note_progress()
                 self.status.last_loop = time.monotonic()
         finally:
-            await self._drain(deadline_s=self.config.drain_timeout_s)
+            drained = await self._drain(deadline_s=self.config.drain_timeout_s)
             await self.commit()
             publisher_task.cancel()
             await asyncio.gather(publisher_task, return_exceptions=True)
+            unfinished = self._cancel_inflight()
         self._raise_if_failed(publisher_task)
+        if not drained:
+            raise FatalStreamError(f"{unfinished} records were not finished within NER_DRAIN_TIMEOUT_S="
+                                   f"{self.config.drain_timeout_s:g}s; they stay uncommitted and are read again")
+
+    def _cancel_inflight(self) -> int:
+        """Stop the engine calls still under way (nothing will publish them); returns the records left."""
+        while not self.inflight.empty():
+            self.inflight.get_nowait().task.cancel()
+        return self.tracker.pending()
 
     def _note_progress(self) -> None:
         # The publisher advances when a record is acknowledged (or a batch published, which
