@@ -118,7 +118,9 @@ class Settings:
     )
     session_timeout_ms: int = field(default=30000, metadata=_doc("Consumer group session timeout.", min=6000))
     max_poll_interval_ms: int = field(
-        default=300000, metadata=_doc("Longest pause between polls before the group evicts the worker.", min=1000)
+        default=300000,
+        metadata=_doc("Longest pause between polls before the group evicts the worker; also the rebalance "
+                      "timeout (NER_DRAIN_TIMEOUT_S must be shorter).", min=1000),
     )
     commit_interval_ms: int = field(
         default=1000, metadata=_doc("How often acknowledged offsets are committed.", min=10)
@@ -286,7 +288,14 @@ class Settings:
         metadata=_doc("Engine batches in flight at once (overlaps Kafka and CPU work with the engine).", min=1),
     )
     drain_timeout_s: float = field(
-        default=20.0, metadata=_doc("On SIGTERM or revoke: time to finish in-flight work and commit.", min=0)
+        default=20.0,
+        metadata=_doc("On SIGTERM or revoke: time to finish in-flight work and commit; shorter than "
+                      "NER_MAX_POLL_INTERVAL_MS (the rebalance timeout).", min=0),
+    )
+    engine_timeout_s: float = field(
+        default=120.0,
+        metadata=_doc("Longest wait for one engine batch; a batch that takes longer counts as a failed attempt "
+                      "(retried, then the worker stops).", min=0.1),
     )
 
     # --- Stream processes -----------------------------------------------------------------
@@ -444,6 +453,13 @@ def _check_consistency(s: Settings) -> None:
             f"{env_name('model_revision')}: only the hf engine takes a revision (the {s.engine} engine's model is "
             "loaded elsewhere); download that revision into a folder (huggingface-cli download MODEL --revision "
             "REV --local-dir DIR) and set NER_MODEL to the folder"
+        )
+    if s.drain_timeout_s * 1000 >= s.max_poll_interval_ms:
+        # The consumer's rebalance timeout is the poll interval: a revoke drain must end (and
+        # commit) before the group gives up waiting for this worker to rejoin.
+        raise SettingsError(
+            f"{env_name('drain_timeout_s')}: must be shorter than the rebalance timeout "
+            f"{env_name('max_poll_interval_ms')} ({s.drain_timeout_s:g} s >= {s.max_poll_interval_ms} ms)"
         )
     if s.engine == "remote" and not s.remote_url:
         raise SettingsError(f"{env_name('remote_url')}: required when NER_ENGINE=remote")

@@ -316,6 +316,10 @@ TEMPLATE_CHECKS = [
         "autoscaling.hpa.minReplicas: must not exceed",
     ),
     (
+        {"config": {"drainTimeoutS": 60, "maxPollIntervalMs": 60000}},
+        "config.drainTimeoutS: must be shorter than config.maxPollIntervalMs",
+    ),
+    (
         {"modelCache": {"existingClaim": "models", "persistence": {"enabled": True}}},
         "modelCache.persistence.enabled: the chart creates a claim or mounts modelCache.existingClaim, not both",
     ),

@@ -11,9 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.fixtures.kafka import create_topics, stream_env, stream_names, unique_name
+from tests.fixtures.documents import MODEL
+from tests.fixtures.fake_vllm_server import FakeVllmProcess
+from tests.fixtures.kafka import committed_offsets, create_topics, stream_env, stream_names, unique_name
 from tests.fixtures.ports import free_port
 from tests.integration.worker_process import REPO, WorkerProcess
+from worker.stream.shutdown import SHUTDOWN_BOUND_S
 
 
 def run_cli(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -70,7 +73,7 @@ def test_health_readiness_and_sigterm_drain(kafka_bootstrap: str, tmp_path: Path
     finally:
         worker.kill()
     assert code == 0, worker.log()
-    assert seconds < 5 + 10  # drain timeout plus the shutdown margin
+    assert seconds < 5 + SHUTDOWN_BOUND_S  # drain timeout plus the shutdown bound
 
 
 def test_a_model_that_cannot_load_stops_the_worker_naming_the_setting(tmp_path: Path) -> None:
@@ -81,3 +84,47 @@ def test_a_model_that_cannot_load_stops_the_worker_naming_the_setting(tmp_path: 
                       "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 3, result.stderr
     assert "NER_MODEL" in result.stderr
+
+
+@pytest.mark.integration
+def test_sigterm_while_the_engine_hangs_exits_within_the_drain_timeout_and_its_bound(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    # Every engine request hangs (far longer than the test); the remote client's own timeout and
+    # the engine timeout are longer still, so only the shutdown bound can end the process.
+    server = FakeVllmProcess(MODEL, tmp_path / "server.log", "--stall-first", "1000", "--stall-s", "600").start()
+    names = stream_names("hang")
+    asyncio.run(create_topics(kafka_bootstrap, {names["in"]: 1, names["out"]: 1, names["dead"]: 1}))
+    drain_s = 3
+    worker = WorkerProcess({
+        **stream_env(names, kafka_bootstrap), "NER_ENGINE": "remote", "NER_REMOTE_URL": server.url,
+        "NER_MODEL": MODEL, "NER_REMOTE_TIMEOUT_S": "600", "NER_ENGINE_TIMEOUT_S": "600",
+        "NER_DRAIN_TIMEOUT_S": str(drain_s),
+    }, tmp_path / "worker.log")
+    try:
+        server.wait_healthy()
+        worker.start().wait_ready()
+        asyncio.run(_produce(kafka_bootstrap, names["in"], orjson.dumps({"text": "Angela Merkel met Macron."})))
+        deadline = time.monotonic() + 30
+        while worker.metric("ner_records_received_total") < 1:
+            assert time.monotonic() < deadline, worker.log()
+            time.sleep(0.1)
+        time.sleep(1)  # the batch is at the engine by now, and stays there
+        code, seconds = worker.terminate()
+    finally:
+        worker.kill()
+        server.kill()
+    assert code == 0, worker.log()  # a stop, not a fault: the record stays uncommitted
+    assert seconds < drain_s + SHUTDOWN_BOUND_S, worker.log()
+    assert "1 records were not finished within NER_DRAIN_TIMEOUT_S" in worker.log()
+    assert asyncio.run(committed_offsets(kafka_bootstrap, names["group"], names["in"], 1))[0] in (None, 0)
+
+
+async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()

@@ -1,3 +1,4 @@
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,29 @@ def test_secret_given_twice_is_refused(tmp_path: Path) -> None:
 def test_every_field_is_documented() -> None:
     for field in setting_fields():
         assert field.metadata.get("doc"), f"{env_name(field.name)} has no documentation"
+
+
+def test_a_drain_timeout_as_long_as_the_rebalance_timeout_is_refused_naming_both() -> None:
+    # The rebalance timeout is NER_MAX_POLL_INTERVAL_MS (the worker sets aiokafka's
+    # rebalance_timeout_ms to it): a revoke drain past it gets the worker evicted mid-drain.
+    with pytest.raises(SettingsError, match=r"NER_DRAIN_TIMEOUT_S.*NER_MAX_POLL_INTERVAL_MS"):
+        load_settings({"NER_DRAIN_TIMEOUT_S": "30", "NER_MAX_POLL_INTERVAL_MS": "30000"})
+    with pytest.raises(SettingsError, match=r"NER_DRAIN_TIMEOUT_S.*NER_MAX_POLL_INTERVAL_MS"):
+        load_settings({"NER_DRAIN_TIMEOUT_S": "400"})
+
+
+def test_the_chaos_settings_pass_the_drain_rule() -> None:
+    settings = load_settings({"NER_SESSION_TIMEOUT_MS": "6000", "NER_DRAIN_TIMEOUT_S": "10"})
+    assert settings.drain_timeout_s * 1000 < settings.max_poll_interval_ms
+
+
+def test_the_consumer_rebalance_timeout_is_the_max_poll_interval() -> None:
+    from worker.stream.connect import client_kwargs, make_clients
+
+    settings = load_settings({"NER_MAX_POLL_INTERVAL_MS": "45000", "NER_SESSION_TIMEOUT_MS": "6000"})
+
+    async def rebalance_timeout_ms() -> int:  # aiokafka builds its clients inside a running loop
+        consumer = make_clients(settings, client_kwargs(settings)).consumer
+        return int(consumer._rebalance_timeout_ms)
+
+    assert asyncio.run(rebalance_timeout_ms()) == 45000  # aiokafka's own default: the session timeout

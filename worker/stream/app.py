@@ -3,7 +3,7 @@
 Start-up order matters: the engine loads first (slow, and pointless to join the group before),
 then the Kafka clients connect (with a bounded retry), the topics are checked, and only then the
 consumer subscribes. SIGTERM/SIGINT stop intake, drain in-flight work, commit, leave the group
-and exit within ``NER_DRAIN_TIMEOUT_S`` plus a small margin.
+and exit within ``NER_DRAIN_TIMEOUT_S`` + ``SHUTDOWN_BOUND_S`` (``worker/stream/shutdown.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from worker.stream.kafka_diagnostics import guard_secret_logging
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.monitor import monitor
 from worker.stream.publisher import Publisher
-from worker.stream.runner import StreamRunner
+from worker.stream.runner import FatalStreamError, StreamRunner
+from worker.stream.shutdown import SHUTDOWN_BOUND_S, ShutdownDeadline
 from worker.stream.sink import Rewind, Sink, SinkFactory
 from worker.stream.transactions import TransactionalPublisher, eos_producer_factory
 from worker.stream.writer import RecordWriter
@@ -37,7 +38,7 @@ __all__ = ["StartupError", "StatusReport", "run_worker"]
 
 log = logging.getLogger(__name__)
 
-_SHUTDOWN_MARGIN_S = 10.0
+_SHUTDOWN_MARGIN_S = SHUTDOWN_BOUND_S / 2  # for the runner's drain and last commit; the rest closes the clients
 
 
 StatusReport = Callable[[StreamStatus], Awaitable[None]]
@@ -87,6 +88,7 @@ async def _run(settings: Settings, metrics: WorkerMetrics, engine: Engine | None
     clients = make_clients(settings, common)
     stop_requested = asyncio.Event()
     stop_on_signals(stop_requested)
+    deadline = ShutdownDeadline(settings.drain_timeout_s)
     try:
         await connect(clients, settings)
         sink = await _sink_factory(clients, settings, metrics)
@@ -94,7 +96,7 @@ async def _run(settings: Settings, metrics: WorkerMetrics, engine: Engine | None
         runner = StreamRunner(RunnerConfig.from_settings(settings), clients.consumer, sink, annotator, metrics,
                               status, resolver=resolver, tracing=tracing)
         clients.consumer.subscribe([settings.input_topic], listener=runner.listener())
-        await _run_until_stopped(runner, stop_requested, settings.drain_timeout_s,
+        await _run_until_stopped(runner, stop_requested, deadline,
                                  monitor(clients.consumer, runner.tracker.committed_positions, metrics, status))
     finally:
         status.engine = None
@@ -105,6 +107,7 @@ async def _run(settings: Settings, metrics: WorkerMetrics, engine: Engine | None
             await resolver.close()
         await http.close()
         tracing.shutdown()  # sends the spans still queued (nothing when tracing is off)
+        deadline.disarm()
 
 
 async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: WorkerMetrics) -> SinkFactory:
@@ -127,18 +130,23 @@ async def _sink_factory(clients: KafkaClients, settings: Settings, metrics: Work
     return transactional
 
 
-async def _run_until_stopped(runner: StreamRunner, stop_requested: asyncio.Event, drain_timeout_s: float,
+async def _run_until_stopped(runner: StreamRunner, stop_requested: asyncio.Event, deadline: ShutdownDeadline,
                              watch: Awaitable[None]) -> None:
     """Run the loop (and ``watch`` beside it) until a stop is requested or the loop ends; then drain."""
     watcher = asyncio.ensure_future(watch)
     run_task = asyncio.create_task(runner.run())
     stop_wait = asyncio.create_task(stop_requested.wait())
     await asyncio.wait({run_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    deadline.arm()  # from here on the process ends within the bound, whatever hangs
+    drain_timeout_s = runner.config.drain_timeout_s
     if not run_task.done():
         log.info("stop requested: draining in-flight work (at most %.1fs)", drain_timeout_s)
         runner.stop()
     try:
         await asyncio.wait_for(asyncio.shield(run_task), drain_timeout_s + _SHUTDOWN_MARGIN_S)
+    except TimeoutError:  # the last commit did not answer: the records stay uncommitted
+        raise FatalStreamError(f"the drain and the last commit did not end within NER_DRAIN_TIMEOUT_S + "
+                               f"{_SHUTDOWN_MARGIN_S:g}s") from None
     finally:
         stop_wait.cancel()
         watcher.cancel()

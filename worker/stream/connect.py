@@ -67,6 +67,10 @@ def make_clients(settings: Settings, common: dict[str, Any]) -> KafkaClients:
         client_id=f"{settings.client_id}-consumer", group_id=settings.group_id, enable_auto_commit=False,
         auto_offset_reset=settings.auto_offset_reset, isolation_level="read_committed",
         session_timeout_ms=settings.session_timeout_ms, max_poll_interval_ms=settings.max_poll_interval_ms,
+        # aiokafka's default is the session timeout (6-30 s): a revoke drain longer than that gets
+        # the worker evicted mid-drain. Java clients use the poll interval; the settings check that
+        # NER_DRAIN_TIMEOUT_S is shorter.
+        rebalance_timeout_ms=settings.max_poll_interval_ms,
         **common,
     )
     return KafkaClients(consumer, common, producer_limits, settings.client_id)

@@ -2,7 +2,8 @@
 
 One status object exists from the start (the HTTP endpoints answer while the model loads) and
 each part updates what it knows: the wiring sets the engine, the lag monitor the broker's
-reachability, the runner the group membership and the time its loop last went round.
+reachability, the runner the group membership, the time its loop last went round and the time
+its publisher last advanced (or had nothing to do).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ class StreamStatus:
     group_joined: bool = False
     last_loop: float | None = None
     """``time.monotonic()`` of the main loop's last round; None before it starts."""
+    last_progress: float | None = None
+    """``time.monotonic()`` when the publisher last advanced (a batch published, a record
+    acknowledged) or had nothing to do; None before the main loop starts."""
+    progress_limit_s: float = STALL_LIMIT_S
+    """Work pending and no progress for this long: an engine call or a transaction that hangs."""
     resolver: SchemaResolver | None = None
     """Set for Schema Registry input formats: readiness then includes the registry's reachability."""
 
@@ -38,5 +44,7 @@ class StreamStatus:
         return checks
 
     def health(self) -> dict[str, bool]:
-        loop_alive = self.last_loop is None or time.monotonic() - self.last_loop < STALL_LIMIT_S
-        return {"event_loop": True, "main_loop": loop_alive}
+        now = time.monotonic()
+        loop_alive = self.last_loop is None or now - self.last_loop < STALL_LIMIT_S
+        publishing = self.last_progress is None or now - self.last_progress < self.progress_limit_s
+        return {"event_loop": True, "main_loop": loop_alive, "publisher": publishing}

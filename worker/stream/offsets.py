@@ -17,13 +17,14 @@ from aiokafka import TopicPartition
 class PartitionProgress:
     """Offsets of one partition read and not yet committable."""
 
-    __slots__ = ("_acked", "_next", "_pending", "committed", "detached")
+    __slots__ = ("_acked", "_next", "_pending", "acknowledged", "committed", "detached")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()
         self._acked: set[int] = set()
         self._next: int | None = None
         self.committed: int | None = None
+        self.acknowledged = 0  # acknowledgements counted so far: whether the publisher advances
         # Set when the partition is revoked: late acknowledgements must not count any more.
         self.detached = False
 
@@ -35,6 +36,7 @@ class PartitionProgress:
     def ack(self, offset: int) -> None:
         if self.detached:
             return
+        self.acknowledged += 1
         self._acked.add(offset)
         while self._pending and self._pending[0] in self._acked:
             done = self._pending.popleft()
@@ -80,6 +82,10 @@ class OffsetTracker:
     def pending(self, partitions: Iterable[TopicPartition] | None = None) -> int:
         chosen = self._partitions if partitions is None else partitions
         return sum(self._partitions[tp].pending for tp in chosen if tp in self._partitions)
+
+    def acknowledged(self) -> int:
+        """Acknowledgements of the assigned partitions so far; it changes whenever one comes in."""
+        return sum(p.acknowledged for p in self._partitions.values())
 
     def committable(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         chosen = list(self._partitions) if partitions is None else partitions

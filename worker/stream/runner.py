@@ -104,6 +104,8 @@ class StreamRunner:
         self._first_read: dict[TopicPartition, int] = {}  # where a rewind without a committed offset goes
         self._rewound: dict[TopicPartition, tuple[int | None, int]] = {}  # offset of the last rewinds, how many
         self._generation = 0  # assignments seen; a rewind spanning one leaves the position alone
+        self._acknowledged = 0  # the tracker's acknowledgement count at the last loop round
+        status.progress_limit_s = config.progress_limit_s
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class StreamRunner:
     async def run(self) -> None:
         """Process until ``stop()``; then drain, commit and return. Raises on a fatal error."""
         publisher_task = asyncio.create_task(self._publish_in_order(), name="publisher")
+        self.status.last_progress = time.monotonic()  # the stall bound counts from the start
         try:
             while not self._stopping.is_set():
                 self._raise_if_failed(publisher_task)
@@ -124,13 +127,35 @@ class StreamRunner:
                 self._apply_backpressure()
                 if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
                     await self.commit()
+                self._note_progress()
                 self.status.last_loop = time.monotonic()
         finally:
-            await self._drain(deadline_s=self.config.drain_timeout_s)
+            drained = await self._drain(deadline_s=self.config.drain_timeout_s)
             await self.commit()
             publisher_task.cancel()
             await asyncio.gather(publisher_task, return_exceptions=True)
+            unfinished = self._cancel_inflight()
         self._raise_if_failed(publisher_task)
+        if not drained:
+            # A stop, not a fault: nothing is lost (at-least-once and exactly-once both read the
+            # uncommitted records again), so the stop still ends with exit 0, and says so.
+            log.warning("%d records were not finished within NER_DRAIN_TIMEOUT_S=%gs; they stay uncommitted "
+                        "and their partitions' next owner reads them again", unfinished, self.config.drain_timeout_s,
+                        extra={"records": unfinished})
+
+    def _cancel_inflight(self) -> int:
+        """Stop the engine calls still under way (nothing will publish them); returns the records left."""
+        while not self.inflight.empty():
+            self.inflight.get_nowait().task.cancel()
+        return self.tracker.pending()
+
+    def _note_progress(self) -> None:
+        # The publisher advances when a record is acknowledged (or a batch published, which
+        # _publish_in_order notes); with nothing pending there is nothing to wait for.
+        acknowledged = self.tracker.acknowledged()
+        if acknowledged != self._acknowledged or self.tracker.pending() == 0:
+            self._acknowledged = acknowledged
+            self.status.last_progress = time.monotonic()
 
     def _raise_if_failed(self, publisher_task: asyncio.Task[None]) -> None:
         if self._fatal is None and publisher_task.done() and not publisher_task.cancelled():
@@ -204,20 +229,27 @@ class StreamRunner:
         while True:
             started_ns = now_ns() if self.tracing.enabled else 0
             try:
-                result = await self.annotator.annotate_encoded(documents)
+                # An engine that never answers must not hold its partitions (and every commit
+                # behind them) for good: past the timeout the call is a failed attempt like any other.
+                result = await asyncio.wait_for(self.annotator.annotate_encoded(documents),
+                                                timeout=self.config.engine_timeout_s)
+            except TimeoutError:
+                failure: Exception = TimeoutError(f"the engine did not answer a batch within "
+                                                  f"{self.config.engine_timeout_s:g}s (NER_ENGINE_TIMEOUT_S)")
             except Exception as exc:
-                self.metrics.engine_errors.inc()
-                if backoff.failures + 1 >= _ENGINE_ATTEMPTS:
-                    raise
-                log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, exc,
-                            extra={"batch_size": len(documents), "attempt": backoff.failures + 1, "error": repr(exc)})
-                await backoff.wait()
+                failure = exc
             else:
                 self.metrics.engine_seconds.observe(result.engine_seconds)
                 self.metrics.tokens_processed.inc(result.tokens)
                 if self.tracing.enabled:
                     trace.engine(started_ns, result.engine_seconds, now_ns())
                 return result
+            self.metrics.engine_errors.inc()
+            if backoff.failures + 1 >= _ENGINE_ATTEMPTS:
+                raise failure
+            log.warning("engine batch failed (attempt %d of %d): %s", backoff.failures + 1, _ENGINE_ATTEMPTS, failure,
+                        extra={"batch_size": len(documents), "attempt": backoff.failures + 1, "error": repr(failure)})
+            await backoff.wait()
 
     async def _publish_in_order(self) -> None:
         """Await batches in the order they were formed, so outputs keep their input order."""
@@ -240,6 +272,7 @@ class StreamRunner:
                     for source, _ in entries:
                         source.headers = tuple(batch.trace.record_headers(source.headers))
                 await self.publisher.publish(entries)
+            self.status.last_progress = time.monotonic()
             batch.trace.end()
             self.inflight_tokens -= batch.tokens
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
 
-_TRANSACTION_MARGIN_S = 5.0
+TRANSACTION_MARGIN_S = 5.0
 _REVOKE_WAIT_S = 5.0
 
 
@@ -60,7 +60,7 @@ class TransactionalPublisher:
     def __init__(self, writer: RecordWriter, make_producer: ProducerFactory, *, group_id: str, id_prefix: str,
                  rewind: Rewind, start_timeout_s: float, transaction_timeout_s: float) -> None:
         self._start_timeout_s = start_timeout_s
-        self._transaction_bound_s = transaction_timeout_s + _TRANSACTION_MARGIN_S
+        self._transaction_bound_s = transaction_timeout_s + TRANSACTION_MARGIN_S
         self._writer = writer
         self._make_producer = make_producer
         self._group_id = group_id

@@ -129,6 +129,9 @@ Kubernetes never kills a worker that is still committing.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if ge (mulf .Values.config.drainTimeoutS 1000.0) (float64 .Values.config.maxPollIntervalMs) -}}
+{{- fail "config.drainTimeoutS: must be shorter than config.maxPollIntervalMs (the consumer's rebalance timeout; the worker refuses it too)" -}}
+{{- end -}}
 {{- if eq (toString .Values.image.tag) "latest" -}}
 {{- fail "image.tag: 'latest' is not allowed: pin a version (empty: the chart's appVersion)" -}}
 {{- end -}}

@@ -329,7 +329,8 @@ def config(**overrides: Any) -> RunnerConfig:
     values: dict[str, Any] = {
         "max_batch_documents": 2, "max_batch_tokens": 10_000, "max_batch_wait_s": 0.0,
         "max_concurrent_batches": 4, "max_inflight_records": 1000, "max_inflight_tokens": 1_000_000,
-        "commit_interval_s": 0.0, "drain_timeout_s": 0.2, "auto_offset_reset": "earliest",
+        "commit_interval_s": 0.0, "drain_timeout_s": 0.2, "engine_timeout_s": 5.0, "progress_limit_s": 60.0,
+        "auto_offset_reset": "earliest",
     }
     return RunnerConfig(**{**values, **overrides})
 

@@ -73,7 +73,7 @@ def test_a_report_says_the_checks_and_goes_stale(tmp_path: Path) -> None:
     report = read_report(path)
     assert report is not None and report.fresh
     assert report.readiness == {"engine_loaded": False, "group_joined": False, "broker_reachable": True}
-    assert report.health == {"event_loop": True, "main_loop": True}
+    assert report.health == {"event_loop": True, "main_loop": True, "publisher": True}
     old = time.time() - STALE_AFTER_S - 1
     os.utime(path, (old, old))
     stale = read_report(path)
