@@ -78,7 +78,8 @@ CASES: list[tuple[str, EnvMaker, str]] = [
     ("mismatched-host-certificate", _ssl("WRONGHOST"), "host name mismatch"),
     ("unreachable-broker", _unreachable, "connection refused"),
 ]
-LOG_LINE = re.compile(r"^\S+ \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ", re.MULTILINE)
+# A log line starts with its RFC 3339 UTC time, then the level.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\S+Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) ", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
