@@ -8,7 +8,7 @@ records. Every loop is bounded in count and time. The table is printed and appen
 
 Every scenario also runs with workers of two stream processes sharing an engine host
 (``NER_PROCESSES=2``), sized to finish in a few minutes on a small machine: 20,000 documents
-(``CHAOS_DOCUMENTS_N2``), and for the whole-worker kills three times as many with 4 kills (a
+(``CHAOS_DOCUMENTS_N2``), and for the whole-worker kills six times as many with 4 kills (a
 worker starts its engine host, then its stream processes: slower than one process). One more
 scenario of its own kills single stream processes three times (the most restarts a worker
 allows within a minute), which the worker restarts, on three times as many documents.
@@ -152,13 +152,13 @@ DELIVERIES = pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once
 @DELIVERIES
 @PROCESSES
 def test_sigkill_twenty_times(cluster_factory: Callable[..., Cluster], delivery: str, processes: int) -> None:
-    # Two processes a worker: each restart also starts an engine host, so a kill cycle takes
-    # longer and processes more of the stream; with 20,000 documents the backlog was gone after
-    # two of five kills. Three times the documents and four kills keep every kill mid-stream.
-    # One process: 20 kill cycles process about 4,000 documents each since the CPU-cost work, so
-    # 100,000 were all done before the last kills; half as many again keeps every kill mid-stream.
+    # Every kill must hit unfinished work, so the stream must outlast the kill cycles. One process:
+    # a cycle processes about 4,000 documents since the CPU-cost work, and 100,000 were all done
+    # before the last kills; 150,000 keep every kill mid-stream. Two processes a worker: each
+    # restart also starts an engine host, and a cycle processes 12,000-16,000 documents; 120,000
+    # and four kills leave a margin of about two.
     cluster = cluster_factory(delivery, processes=processes,
-                              documents=DOCUMENTS * 3 // 2 if processes == 1 else 3 * DOCUMENTS_N2)
+                              documents=DOCUMENTS * 3 // 2 if processes == 1 else 6 * DOCUMENTS_N2)
     kills = 20 if processes == 1 else 4
     rng = random.Random(20)
     worker = cluster.start_worker()
