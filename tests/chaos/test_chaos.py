@@ -1,7 +1,8 @@
 """Chaos on the real broker: SIGKILLed workers, scaling 1 → 3 → 1, a broker restart.
 
 Each scenario streams 100,000 documents over 6 partitions (``CHAOS_DOCUMENTS`` overrides the
-count; the SIGKILL scenario takes half as many again, so that all 20 kills land mid-stream), disturbs the system while it works, waits until the group has committed every input,
+count; the SIGKILL scenario takes half as many again, so that all 20 kills land mid-stream),
+disturbs the system while it works, waits until the group has committed every input,
 then reads the output and dead-letter topics whole and counts lost, duplicated and out-of-order
 records. Every loop is bounded in count and time. The table is printed and appended to
 ``CHAOS_REPORT`` when that variable names a file.
