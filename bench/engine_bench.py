@@ -241,16 +241,10 @@ async def _host_up(host: Any, probe: Any) -> None:
 def settings_env(settings: Any) -> dict[str, str]:
     """The ``NER_*`` variables that give another process these settings (the engine host)."""
     from worker.settings import env_name, setting_fields
+    from worker.settings_page import env_text
 
-    env = {}
-    for f in setting_fields():
-        value = getattr(settings, f.name)
-        if value == f.default or value is None:
-            continue
-        shown = ",".join(value) if isinstance(value, tuple) else (str(value).lower() if isinstance(value, bool)
-                                                                   else str(value))
-        env[env_name(f.name)] = shown
-    return env
+    return {env_name(f.name): env_text(getattr(settings, f.name)) for f in setting_fields()
+            if getattr(settings, f.name) not in (f.default, None)}
 
 
 def _shard_arguments(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[str]:

@@ -30,8 +30,11 @@ def effective_listing(settings: Settings) -> str:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, Secret):
-        return MASK
+    return MASK if isinstance(value, Secret) else env_text(value)
+
+
+def env_text(value: Any) -> str:
+    """A setting's value written as its ``NER_*`` variable takes it (secrets are not handled here)."""
     if value is None:
         return ""
     if isinstance(value, bool):
