@@ -12,33 +12,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+Reading = Callable[[list[int]], Mapping[str, float]]
+"""CPU seconds per role, given the shard programs' pids (see ``bench._cpu_split``)."""
 
-def run_sharded(script: str, common: list[str], processes: int, timeout_s: float) -> list[dict[str, Any]]:
-    """Start ``processes`` shard programs, release them together, return their results."""
+
+def run_sharded(script: str, common: list[str], processes: int, timeout_s: float, *,
+                env: Mapping[str, str] | None = None,
+                reading: Reading | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Start ``processes`` shard programs, release them together; their results, and the span's
+    wall time with ``reading`` taken at the release and after the last result (the cores split)."""
     sync = Path(tempfile.mkdtemp(prefix="shards-"))
     children = [subprocess.Popen([sys.executable, script, "shard", *common, "--index", str(i),
-                                  "--processes", str(processes), "--sync", str(sync)]) for i in range(processes)]
+                                  "--processes", str(processes), "--sync", str(sync)],
+                                 env={**os.environ, **(env or {})}) for i in range(processes)]
+    pids = [c.pid for c in children]
     deadline = time.time() + timeout_s
     try:
         while sum((sync / f"ready.{i}").exists() for i in range(processes)) < processes:
             if time.time() > deadline or any(c.poll() not in (None, 0) for c in children):
                 raise RuntimeError("not every worker process came up")
             time.sleep(0.05)
+        before = dict(reading(pids)) if reading else {}
+        released = time.time()
         (sync / "go").touch()
         while sum((sync / f"result.{i}").exists() for i in range(processes)) < processes:
             if time.time() > deadline or any(c.poll() not in (None, 0) for c in children):
                 raise RuntimeError("not every worker process finished")
-            time.sleep(0.05)
-        return [json.loads((sync / f"result.{i}").read_text()) for i in range(processes)]
+            time.sleep(0.02)
+        after = dict(reading(pids)) if reading else {}
+        span = {"wall_s": time.time() - released, "cpu_before": before, "cpu_after": after}
+        return [json.loads((sync / f"result.{i}").read_text()) for i in range(processes)], span
     finally:
         for child in children:
             try:
@@ -59,6 +73,12 @@ async def shard(args: argparse.Namespace, settings: Any) -> None:
         from worker.engine.host import HostedEngine
 
         engine = HostedEngine.from_settings(settings, args.hosted)
+    elif args.remote:  # a vLLM API server (NER_ENGINE=remote)
+        from worker.engine.remote import RemoteEngine
+
+        # Requests of ~16k tokens (~128 short windows), not the in-process engines' 128k batches.
+        remote = dataclasses.replace(settings, engine="remote", remote_url=args.remote, max_batch_tokens=16384)
+        engine = RemoteEngine.from_settings(remote)
     else:
         engine = VllmEngine.from_settings(settings) if settings.engine == "vllm" else (
             TransformersEngine.from_settings(settings))
@@ -70,18 +90,39 @@ async def shard(args: argparse.Namespace, settings: Any) -> None:
     values = [line.rstrip(b"\n") for line in (Path(args.workdir) / "short.jsonl").open("rb")]
     mine = values[args.index :: args.processes]
     texts = [json.loads(v)["text"] for v in mine]
-    lengths = [len(w) for e in annotator.tokenize(texts) for w in e.windows]  # type: ignore[union-attr]
+    windows = [w for e in annotator.tokenize(texts) for w in e.windows]  # type: ignore[union-attr]
+    # --passes: the share again and again, so that a run lasts long enough to leave the ramp-up
+    # (every process tokenizing its first batches while the engine waits) out of the rate.
+    lengths = [len(w) for w in windows] * args.passes
     try:
         await throughput(annotator, settings, mine[:1500], batch_docs=args.batch_docs, concurrency=args.concurrency)
         (sync / f"ready.{args.index}").touch()
         while not (sync / "go").exists():
             await asyncio.sleep(0.005)
         t0 = time.time()
-        result = await throughput(annotator, settings, mine, batch_docs=args.batch_docs, concurrency=args.concurrency)
+        cpu0 = time.process_time()
+        if args.engine_only:  # token ids ready: what the engine (host) takes with no worker work around it
+            result = await engine_only(engine, windows * args.passes, args.batch_docs, args.concurrency)
+        else:
+            result = await throughput(annotator, settings, mine * args.passes, batch_docs=args.batch_docs,
+                                      concurrency=args.concurrency)
         t1 = time.time()
-        record = {"t0": t0, "t1": t1, "docs": result["docs"], "lengths": lengths, "engine_start_s": start_s,
+        record = {"t0": t0, "t1": t1, "docs": len(mine) * args.passes, "lengths": lengths,
+                  "engine_start_s": start_s, "cpu_s": time.process_time() - cpu0,
                   "cpu_us_per_doc": result["cpu_us_per_doc"], "pid": os.getpid()}
         (sync / f"result.{args.index}.tmp").write_text(json.dumps(record))
         (sync / f"result.{args.index}.tmp").rename(sync / f"result.{args.index}")
     finally:
         await engine.close()
+
+
+async def engine_only(engine: Any, windows: list[list[int]], batch: int, concurrency: int) -> dict[str, Any]:
+    """Every window through ``engine.classify`` in batches of ``batch``, ``concurrency`` at a time."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(chunk: list[list[int]]) -> None:
+        async with slots:
+            await engine.classify(chunk)
+
+    await asyncio.gather(*(one(windows[i : i + batch]) for i in range(0, len(windows), batch)))
+    return {"cpu_us_per_doc": {}}

@@ -17,6 +17,7 @@ Phases (``--phases`` picks some, in the order given):
   vllm-worker-qwen3, hf-worker-qwen3   the worker path with a decoder model
   vllm-hosted-bert, hf-hosted-bert     the worker path in --processes worker processes sharing one
                           engine through the engine host (what NER_PROCESSES runs)
+  vllm-served-bert        the worker path with NER_ENGINE=remote against a real ``vllm serve``
   vllm-workers-bert, hf-workers-bert   the worker path in --processes worker processes sharing
                           the GPU (each with --replicas vLLM replicas of its own)
 Documents: "short" = 20,000 documents of 64..192 tokens; "long-mix" = 4,000 documents of which
@@ -27,11 +28,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +82,8 @@ def load_values(work: Path, name: str) -> list[bytes]:
     return [line.rstrip(b"\n") for line in (work / f"{name}.jsonl").open("rb")]
 
 
-def settings_for(engine: str, model: str, work: Path, replicas: int, smoke: bool) -> Any:
+def settings_for(engine: str, model: str, work: Path, replicas: int, smoke: bool, compiled: bool = False) -> Any:
+    """``compiled``: vLLM with torch.compile and piecewise CUDA graphs instead of eager mode."""
     from worker.settings import Settings
 
     qwen = model == "qwen3"
@@ -86,7 +92,7 @@ def settings_for(engine: str, model: str, work: Path, replicas: int, smoke: bool
         device="cpu" if smoke else "cuda", dtype="float32" if smoke else "bfloat16",
         max_length=8192 if qwen else 0, stride=32, engine_replicas=replicas,
         vllm_max_model_len=8192 if qwen else 0, max_batch_tokens=65536 if qwen else 131072,
-        max_document_tokens=65536,
+        max_document_tokens=65536, vllm_enforce_eager=not compiled,
     )
 
 
@@ -128,12 +134,14 @@ def phase_raw(work: Path, engine: str, args: argparse.Namespace) -> list[dict[st
 
 
 async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench._cpu_split import GpuSampler, cores_used, cpu_by_role, host_roles
     from bench._worker_path import latency, throughput
     from worker.annotator import Annotator
     from worker.engine.hf import TransformersEngine
     from worker.engine.vllm.engine import VllmEngine
 
-    settings = settings_for("vllm" if engine_name == "vllm" else "hf", model, work, args.replicas, args.smoke)
+    settings = settings_for("vllm" if engine_name == "vllm" else "hf", model, work, args.replicas, args.smoke,
+                            args.compiled)
     started = time.perf_counter()
     engine: Any = (VllmEngine.from_settings(settings) if engine_name == "vllm"
                    else TransformersEngine.from_settings(settings))
@@ -162,15 +170,23 @@ async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.
             for active in ([k for k in (1, 2, 4, 8, 12, 16) if k < args.replicas] + [args.replicas]) if vllm else [1]:
                 if vllm:
                     engine.use_replicas(active)
+                before = cpu_by_role(host_roles(os.getpid()))
                 t0 = time.perf_counter()
                 chunks = [windows[i : i + 512] for i in range(0, len(windows), 512)]
-                await asyncio.gather(*(engine.classify(c) for c in chunks))
-                rows.append(report.row(engine_name, "engine only", model, "short", [time.perf_counter() - t0],
-                                       lengths, cost, PEAK_TFLOPS, {**common, "replicas": active if vllm else None},
-                                       count=len(short)))
-                log(report.line(rows[-1]))
+                with GpuSampler() as gpu:
+                    await asyncio.gather(*(engine.classify(c) for c in chunks))
+                seconds = time.perf_counter() - t0
+                # This process drives the engine ("engine host"), its replicas are its children.
+                split = {"cores": cores_used(before, cpu_by_role(host_roles(os.getpid())), seconds),
+                         "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()}
+                rows.append(report.row(engine_name, "engine only", model, "short", [seconds],
+                                       lengths, cost, PEAK_TFLOPS,
+                                       {**common, "replicas": active if vllm else None, **split}, count=len(short)))
+                log(report.line(rows[-1]), split)
             if vllm:
                 engine.use_replicas(None)
+        if args.skip_worker_path:
+            return rows
         result = await throughput(annotator, settings, short, batch_docs=batch_docs, concurrency=concurrency)
         rows.append(report.row(engine_name, "worker path", model, "short", [result["seconds"]], lengths, cost,
                                PEAK_TFLOPS, {**common, "cpu_us_per_doc": result["cpu_us_per_doc"]}, count=len(short)))
@@ -203,34 +219,128 @@ def phase_workers(work: Path, engine_name: str, model: str, args: argparse.Names
 
     vllm = engine_name == "vllm"
     common = _shard_arguments(work, engine_name, model, args)
-    results = run_sharded(__file__, common, args.processes, timeout_s=args.shard_timeout)
+    results, _ = run_sharded(__file__, common, args.processes, timeout_s=args.shard_timeout)
     extra = {"replicas": args.replicas * args.processes if vllm else None,
              "replicas_per_process": args.replicas if vllm else None}
     return [_sharded_row(work, engine_name, model, args, results, f"worker path, {args.processes} processes", extra)]
 
 
+@dataclass(frozen=True)
+class HostedRun:
+    """One run against the engine host: ``processes`` worker processes with ``concurrency`` batches
+    in flight each, ``threads`` tokenizer threads each (0: the tokenizer's default), and either the
+    whole worker path or the engine alone (token ids ready)."""
+
+    processes: int
+    concurrency: int
+    threads: int
+    engine_only: bool
+
+    @classmethod
+    def parse(cls, text: str) -> HostedRun:
+        match = re.fullmatch(r"p(\d+)c(\d+)(?:t(\d+))?(e?)", text)
+        if match is None:
+            raise ValueError(f"a hosted run is pPROCESSEScCONCURRENCY[tTHREADS][e], not {text!r}")
+        return cls(int(match[1]), int(match[2]), int(match[3] or 0), match[4] == "e")
+
+
 def phase_hosted(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """--processes worker processes sharing ONE engine through the engine host, as
-    ``NER_PROCESSES`` runs them: one copy of the model, batches merged across processes."""
+    """Worker processes sharing ONE engine through the engine host, as ``NER_PROCESSES`` runs
+    them: one copy of the model, batches merged across processes. The host starts once and
+    serves every run of ``--hosted-runs``; each row says which cores went where."""
+    from bench._cpu_split import GpuSampler, cores_used, cpu_by_role, host_roles
     from bench._shards import run_sharded
     from worker.engine.host import EngineHostProcess, HostedEngine
 
-    settings = settings_for(engine_name, model, work, args.replicas, args.smoke)
-    host = EngineHostProcess(environ={**os.environ, **settings_env(settings)})
+    settings = settings_for(engine_name, model, work, args.replicas, args.smoke, args.compiled)
+    host = EngineHostProcess(environ={**os.environ, **settings_env(settings)}, max_in_flight=args.host_in_flight)
     started = time.perf_counter()
     host.start()
+    rows = []
     try:
         probe = HostedEngine.from_settings(settings, host.socket_path)
         asyncio.run(_host_up(host, probe))
         start_s = time.perf_counter() - started
-        common = [*_shard_arguments(work, engine_name, model, args), "--hosted", host.socket_path]
-        results = run_sharded(__file__, common, args.processes, timeout_s=args.shard_timeout)
+        host_pid = host.pid or 0
+        for run in (HostedRun.parse(text) for text in args.hosted_runs.split(",")):
+            shard_args = _shard_arguments(work, engine_name, model, args, concurrency=run.concurrency)
+            common = [*shard_args, "--hosted", host.socket_path, "--passes", str(args.passes),
+                      *(["--engine-only"] if run.engine_only else [])]
+            env = {"RAYON_NUM_THREADS": str(run.threads)} if run.threads else {}
+            with GpuSampler() as gpu:
+                results, span = run_sharded(__file__, common, run.processes, timeout_s=args.shard_timeout, env=env,
+                                            reading=lambda _: cpu_by_role(host_roles(host_pid)))
+            cores = cores_used(span["cpu_before"], span["cpu_after"], span["wall_s"])
+            # The worker processes count their own CPU (they may exit before the last reading).
+            cores["stream processes"] = round(sum(r["cpu_s"] for r in results) / span["wall_s"], 2)
+            what = "engine only" if run.engine_only else "worker path"
+            extra = {"replicas": args.replicas if engine_name == "vllm" else None, "engine_host": True,
+                     "vllm_enforce_eager": settings.vllm_enforce_eager,
+                     "host_start_s": round(start_s, 1), "host_max_in_flight": args.host_in_flight,
+                     "tokenizer_threads": run.threads or "default", "passes": args.passes,
+                     "cores": cores,
+                     "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()}
+            row = _sharded_row(work, engine_name, model, args, results,
+                               f"{what}, {run.processes} processes, one engine host", extra,
+                               processes=run.processes, concurrency=run.concurrency)
+            log(f"  cores: {extra['cores']}, GPU busy {extra['gpu_busy_percent']} %")
+            rows.append(row)
     finally:
         asyncio.run(host.stop())
-    extra = {"replicas": args.replicas if engine_name == "vllm" else None, "engine_host": True,
-             "host_start_s": round(start_s, 1)}
-    path = f"worker path, {args.processes} processes, one engine host"
-    return [_sharded_row(work, engine_name, model, args, results, path, extra)]
+    return rows
+
+
+def phase_served(work: Path, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The worker path with ``NER_ENGINE=remote`` against a real ``vllm serve`` (one vLLM engine
+    behind vLLM's own API server), in the worker processes of each ``--served-runs`` run."""
+    from bench._vllm_serve import VllmServer
+
+    started = time.perf_counter()
+    rows = []
+    server = VllmServer(str(work / MODELS[model]), dtype="float32" if args.smoke else "bfloat16",
+                        gpu_memory_utilization=0.8,
+                        extra=["--max-num-batched-tokens", "65536", "--max-num-seqs", "1024",
+                               *([] if args.compiled else ["--enforce-eager"])])
+    try:
+        with server:
+            rows = _served_runs(work, model, args, server, time.perf_counter() - started)
+    finally:
+        if args.profile_dir and server.log_path.exists():
+            shutil.copy(server.log_path, Path(args.profile_dir) / "vllm-serve.log")
+    return rows
+
+
+def _served_runs(work: Path, model: str, args: argparse.Namespace, server: Any, start_s: float) -> list[dict[str, Any]]:
+    from bench._cpu_split import GpuSampler, cores_used, cpu_by_role, host_roles
+    from bench._shards import run_sharded
+
+    rows = []
+    server_pid = server.process.pid if server.process else 0
+    for run in (HostedRun.parse(text) for text in args.served_runs.split(",")):
+        try:
+            common = [*_shard_arguments(work, "vllm", model, args, concurrency=run.concurrency),
+                      "--remote", server.url, "--passes", str(args.passes),
+                      *(["--engine-only"] if run.engine_only else [])]
+            env = {"RAYON_NUM_THREADS": str(run.threads)} if run.threads else {}
+            with GpuSampler() as gpu:
+                results, span = run_sharded(__file__, common, run.processes, timeout_s=args.shard_timeout, env=env,
+                                            reading=lambda _: cpu_by_role(host_roles(server_pid)))
+            cores = cores_used(span["cpu_before"], span["cpu_after"], span["wall_s"])
+            cores = {"vllm serve (API server)": cores["engine host"],
+                     "vllm serve (engine core)": cores["engine replicas"],
+                     "stream processes": round(sum(r["cpu_s"] for r in results) / span["wall_s"], 2)}
+            extra = {"engine": "remote", "server": "vllm serve --runner pooling",
+                     "server_start_s": round(start_s, 1), "vllm_enforce_eager": not args.compiled,
+                     "tokenizer_threads": run.threads or "default", "passes": args.passes, "cores": cores,
+                     "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()}
+            what = "engine only" if run.engine_only else "worker path"
+            rows.append(_sharded_row(work, "remote (vllm serve)", model, args, results,
+                                     f"{what}, {run.processes} processes, vllm serve", extra,
+                                     processes=run.processes, concurrency=run.concurrency))
+            log(f"  cores: {cores}, GPU busy {extra['gpu_busy_percent']} %")
+        except RuntimeError as exc:  # a run that failed leaves the others (and the server's log) to read
+            log(f"  run {run} failed: {exc}")
+    return rows
 
 
 async def _host_up(host: Any, probe: Any) -> None:
@@ -247,34 +357,36 @@ def settings_env(settings: Any) -> dict[str, str]:
             if getattr(settings, f.name) not in (f.default, None)}
 
 
-def _shard_arguments(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[str]:
+def _shard_arguments(work: Path, engine_name: str, model: str, args: argparse.Namespace, *,
+                     concurrency: int = 0) -> list[str]:
     vllm = engine_name == "vllm"
     batch_docs = args.batch_docs or (256 if vllm else 512)
-    concurrency = args.concurrency or (4 * args.replicas if vllm else 2)
+    concurrency = concurrency or args.concurrency or (4 * args.replicas if vllm else 2)
     return ["--workdir", str(work), "--engine", engine_name, "--model", model, "--replicas", str(args.replicas),
             "--batch-docs", str(batch_docs), "--concurrency", str(concurrency)] + (["--smoke"] if args.smoke else [])
 
 
 def _sharded_row(work: Path, engine_name: str, model: str, args: argparse.Namespace, results: list[dict[str, Any]],
-                 path: str, extra: dict[str, Any]) -> dict[str, Any]:
+                 path: str, extra: dict[str, Any], *, processes: int = 0, concurrency: int = 0) -> dict[str, Any]:
     """One row for all processes: every document over the span from the first start to the last finish."""
     seconds = max(r["t1"] for r in results) - min(r["t0"] for r in results)
     lengths = [n for r in results for n in r["lengths"]]
     stages = results[0]["cpu_us_per_doc"]
     cpu = {k: round(sum(r["cpu_us_per_doc"][k] for r in results) / len(results), 2) for k in stages}
-    common = _shard_arguments(work, engine_name, model, args)
-    settings = {"processes": args.processes, **extra, "batch_docs": int(common[common.index("--batch-docs") + 1]),
+    docs = sum(r["docs"] for r in results)
+    common = _shard_arguments(work, engine_name, model, args, concurrency=concurrency)
+    settings = {"processes": processes or args.processes, **extra,
+                "batch_docs": int(common[common.index("--batch-docs") + 1]),
                 "concurrency": int(common[common.index("--concurrency") + 1]), "cpu_us_per_doc": cpu,
+                "stream_cpu_us_per_doc": round(sum(r.get("cpu_s", 0.0) for r in results) / docs * 1e6, 1),
                 "dtype": "bfloat16", "engine_start_s": round(max(r["engine_start_s"] for r in results), 1)}
     row = report.row(engine_name, path, model, "short", [seconds], lengths, cost_of(work, model), PEAK_TFLOPS,
-                     settings, count=sum(r["docs"] for r in results))
+                     settings, count=docs)
     log(report.line(row))
     return row
 
 
 def run_shard(args: argparse.Namespace) -> None:
-    import dataclasses
-
     from bench._shards import shard
 
     settings = settings_for(args.engine, args.model, Path(args.workdir), args.replicas, args.smoke)
@@ -291,6 +403,8 @@ def run_phase(args: argparse.Namespace) -> None:
     engine, kind, model = name.split("-")
     if kind == "workers":
         rows = phase_workers(work, "vllm" if engine == "vllm" else "transformers", model, args)
+    elif kind == "served":
+        rows = phase_served(work, model, args)
     elif kind == "hosted":
         rows = phase_hosted(work, "vllm" if engine == "vllm" else "transformers", model, args)
     elif kind == "raw":
@@ -321,7 +435,11 @@ def run_all(args: argparse.Namespace) -> None:
         replicas = args.shard_replicas if "-workers-" in name else args.replicas
         command = [sys.executable, __file__, "phase", name, "--workdir", str(work), "--replicas", str(replicas),
                    "--repeats", str(args.repeats), "--latency-seconds", str(args.latency_seconds),
-                   "--processes", str(args.processes),
+                   "--processes", str(args.processes), "--passes", str(args.passes),
+                   "--hosted-runs", args.hosted_runs, "--served-runs", args.served_runs,
+                   "--host-in-flight", str(args.host_in_flight),
+                   *(["--skip-worker-path"] if args.skip_worker_path else []),
+                   *(["--compiled"] if args.compiled else []),
                    "--models", *models, "--profile-dir", str(out)] + (["--smoke"] if args.smoke else [])
         if args.batch_docs:
             command += ["--batch-docs", str(args.batch_docs)]
@@ -349,9 +467,19 @@ def main() -> None:
             p.add_argument("--index", type=int, required=True)
             p.add_argument("--sync", required=True)
             p.add_argument("--hosted", default="", help="socket of an engine host to use instead of an own engine")
+            p.add_argument("--engine-only", action="store_true", help="token ids straight to the engine")
+            p.add_argument("--remote", default="", help="URL of a vLLM API server to use instead of an own engine")
         p.add_argument("--processes", type=int, default=4, help="worker processes of the *-workers-* phases")
         p.add_argument("--shard-replicas", type=int, default=2, help="vLLM replicas per worker process there")
         p.add_argument("--shard-timeout", type=float, default=400)
+        p.add_argument("--skip-worker-path", action="store_true", help="*-worker-* phases: the engine-only rows only")
+        p.add_argument("--compiled", action="store_true", help="vLLM without enforce_eager (compiled, CUDA graphs)")
+        p.add_argument("--passes", type=int, default=1, help="times each worker process goes through its share")
+        p.add_argument("--hosted-runs", default="p4c8",
+                       help="runs of the *-hosted-* phases: pPROCESSEScCONCURRENCY[tTHREADS][e], e = engine only")
+        p.add_argument("--served-runs", default="p4c8", help="runs of the *-served-* phases, as --hosted-runs")
+        p.add_argument("--host-in-flight", type=int, default=0,
+                       help="the engine host's batches in flight (0: its default)")
         p.add_argument("--workdir", required=True)
         p.add_argument("--replicas", type=int, default=8)
         p.add_argument("--repeats", type=int, default=2)

@@ -11,83 +11,19 @@ Needs a CUDA GPU and vllm; skipped elsewhere (run ``pytest -m gpu`` on a GPU mac
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.parity.corpus import corpus
-from worker.bundled_model import TINY_NER_PATH
+from tests.gpu.agreement import annotate_with, gpu_with_vllm, spans
 from worker.engine.base import EngineError
-from worker.text.decode import EntityDecoder
 from worker.text.scores import BestLabels
-from worker.text.tokenize import DocumentTokenizer, EncodedText
-
-
-def _gpu_with_vllm() -> bool:
-    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not _gpu_with_vllm(), reason="needs a CUDA GPU and vllm"),
+    pytest.mark.skipif(not gpu_with_vllm(), reason="needs a CUDA GPU and vllm"),
 ]
-
-Span = tuple[int, str, int, int]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped tiny NER model; where it is not built yet, a tiny BERT trained here in seconds
-    (random weights would put near-ties between labels on every token, which no trained model has)."""
-    if (TINY_NER_PATH / "config.json").exists():
-        return TINY_NER_PATH
-    from bench._models import build_bert, train_tiny_tagger
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    build_bert(path, shape="tiny", dtype="float32")
-    accuracy = train_tiny_tagger(path)
-    print(f"\ntiny tagger trained: token accuracy {accuracy:.4f}")
-    return path
-
-
-@pytest.fixture(scope="module")
-def texts() -> list[str]:
-    return corpus(300, seed=77, long_every=10, long_words=400)
-
-
-def _annotate(engine: Any, model_dir: Path, texts: list[str]) -> tuple[list[list[Any]], list[Any]]:
-    """Entities of every text, and the raw window scores, through one engine."""
-
-    async def run() -> tuple[list[list[Any]], list[Any]]:
-        await engine.start()
-        try:
-            tokenizer = DocumentTokenizer.from_pretrained(str(model_dir), max_length=engine.max_length, stride=32)
-            decoder = EntityDecoder(engine.id2label, aggregation="simple", scores=engine.scores)
-            encoded = [e for e in tokenizer.encode(texts) if isinstance(e, EncodedText)]
-            windows = [w for e in encoded for w in e.windows]
-            # Several batches at once, as the worker sends them.
-            parts = await asyncio.gather(*(engine.classify(windows[i : i + 40]) for i in range(0, len(windows), 40)))
-            scores = [s for part in parts for s in part]
-            entities, position = [], 0
-            for doc in encoded:
-                entities.append(decoder.decode(doc, scores[position : position + len(doc.windows)]))
-                position += len(doc.windows)
-            return entities, scores
-        finally:
-            await engine.close()
-
-    return asyncio.run(run())
-
-
-def _spans(entities: list[list[Any]]) -> set[Span]:
-    return {(i, e["label"], e["start"], e["end"]) for i, doc in enumerate(entities) for e in doc}
 
 
 def _compare(model_dir: Path, texts: list[str], dtype: str) -> dict[str, float]:
@@ -96,11 +32,11 @@ def _compare(model_dir: Path, texts: list[str], dtype: str) -> dict[str, float]:
 
     vllm_engine = VllmEngine(str(model_dir), replicas=2, dtype=dtype, gpu_memory_utilization=0.3, split_tokens=2048)
     hf_engine = TransformersEngine(str(model_dir), device="cuda", dtype=dtype)
-    got, got_scores = _annotate(vllm_engine, model_dir, texts)
-    want, want_scores = _annotate(hf_engine, model_dir, texts)
+    got, got_scores = annotate_with(vllm_engine, model_dir, texts)
+    want, want_scores = annotate_with(hf_engine, model_dir, texts)
     assert len(got_scores) == len(want_scores)
     assert all(a.shape == b.shape for a, b in zip(got_scores, want_scores, strict=True))
-    a, b = _spans(got), _spans(want)
+    a, b = spans(got), spans(want)
     score_diff = max(float(np.abs(x - y).max()) for x, y in zip(got_scores, want_scores, strict=True))
     same = len(a & b)
     figures = {"spans_vllm": len(a), "spans_transformers": len(b), "identical": same,
@@ -130,10 +66,10 @@ def test_best_labels_from_the_replicas_decode_to_the_same_entities(model_dir: Pa
 
     best = VllmEngine(str(model_dir), replicas=1, dtype="float32", gpu_memory_utilization=0.3, best_labels=True)
     full = VllmEngine(str(model_dir), replicas=1, dtype="float32", gpu_memory_utilization=0.3)
-    got, got_scores = _annotate(best, model_dir, texts)
-    want, _ = _annotate(full, model_dir, texts)
+    got, got_scores = annotate_with(best, model_dir, texts)
+    want, _ = annotate_with(full, model_dir, texts)
     assert got_scores and all(isinstance(s, BestLabels) for s in got_scores)
-    assert _spans(got) == _spans(want) and len(_spans(want)) > 0
+    assert spans(got) == spans(want) and len(spans(want)) > 0
     by_span = {(i, e["label"], e["start"], e["end"]): e["score"] for i, doc in enumerate(want) for e in doc}
     assert max(abs(e["score"] - by_span[(i, e["label"], e["start"], e["end"])])
                for i, doc in enumerate(got) for e in doc) < 1e-5

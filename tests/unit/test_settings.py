@@ -16,12 +16,12 @@ def test_defaults_load_from_an_empty_environment() -> None:
 
 def test_values_are_converted_to_their_types() -> None:
     settings = load_settings({
-        "NER_MAX_BATCH_DOCUMENTS": "8", "NER_MAX_BATCH_WAIT_MS": "0", "NER_VLLM_ENFORCE_EAGER": "false",
+        "NER_MAX_BATCH_DOCUMENTS": "8", "NER_MAX_BATCH_WAIT_MS": "0", "NER_VLLM_ENFORCE_EAGER": "true",
         "NER_IGNORE_LABELS": "O, MISC", "NER_AGGREGATION": "first", "NER_DRAIN_TIMEOUT_S": "2.5",
     })
     assert settings.max_batch_documents == 8
     assert settings.max_batch_wait_ms == 0
-    assert settings.vllm_enforce_eager is False
+    assert settings.vllm_enforce_eager is True
     assert settings.ignore_labels == ("O", "MISC")
     assert settings.aggregation == "first"
     assert settings.drain_timeout_s == 2.5

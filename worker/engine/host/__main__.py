@@ -32,6 +32,13 @@ DEFAULT_MAX_WAIT_MS = 2.0
 """Requests are already batches: the host waits only long enough to catch those sent together."""
 
 
+def default_in_flight(settings: Settings) -> int:
+    """Merged batches the host keeps running. The vLLM engine spreads each one over its replicas and
+    every replica queues its own share, so two per replica keep each replica's queue from running
+    dry; another engine runs one batch at a time, and a second one only overlaps the copies."""
+    return 2 * settings.engine_replicas if settings.engine == "vllm" else 2
+
+
 def parse_arguments(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker.engine.host", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +48,8 @@ def parse_arguments(argv: list[str] | None, settings: Settings) -> argparse.Name
                         help="most tokens of one merged engine batch (default: 4 x NER_MAX_BATCH_TOKENS)")
     parser.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS,
                         help="longest wait for more requests to merge with the oldest one")
-    parser.add_argument("--max-in-flight", type=int, default=2, help="engine batches running at once")
+    parser.add_argument("--max-in-flight", type=int, default=default_in_flight(settings),
+                        help="engine batches running at once (default: 2, or 2 x NER_ENGINE_REPLICAS for vLLM)")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0,
                         help="after a stop signal, how long connected clients are still served")
     parser.add_argument("--parent-pid", type=int, default=0, help="stop when this process is no longer the parent")
