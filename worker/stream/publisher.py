@@ -41,6 +41,8 @@ class Publisher:
     of order), so the producer is replaced after any failed write.
     """
 
+    fences_previous_owner = False
+
     def __init__(self, producer: AIOKafkaProducer, writer: RecordWriter, rewind: Rewind,
                  make_producer: Callable[[], AIOKafkaProducer] | None = None) -> None:
         self._producer = producer

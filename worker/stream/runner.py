@@ -45,6 +45,7 @@ _RESUME_FRACTION = 0.75
 # rewinds double from _REWIND_BACKOFF_S (0.5 + 1 + 2 + 4 s before the last one).
 _MAX_REWINDS = 5
 _COMMIT_TIMEOUT_S = 10.0
+_COMMITTED_READ_TIMEOUT_S = 30.0
 _REWIND_BACKOFF_S = 0.5
 _REWIND_BACKOFF_MAX_S = 8.0
 
@@ -103,7 +104,10 @@ class StreamRunner:
         self._last_commit = time.monotonic()
         self._first_read: dict[TopicPartition, int] = {}  # where a rewind without a committed offset goes
         self._rewound: dict[TopicPartition, tuple[int | None, int]] = {}  # offset of the last rewinds, how many
-        self._generation = 0  # assignments seen; a rewind spanning one leaves the position alone
+        # Per partition, which tenure of it this is: every assignment and revoke moves it on, so
+        # a rewind that a rebalance overtook (at any of its waits) leaves the new tenure alone.
+        self._tenures: dict[TopicPartition, int] = {}
+        self._next_tenure = 0
         self._acknowledged = 0  # the tracker's acknowledgement count at the last loop round
         status.progress_limit_s = config.progress_limit_s
 
@@ -172,8 +176,11 @@ class StreamRunner:
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_documents * 4)
         if self.tracing.enabled and fetched:
             self.tracing.poll(started_ns, [r.headers for records in fetched.values() for r in records])
+        tenures = {tp: self._tenures.get(tp) for tp in fetched}
         resolved = await self._resolve_schemas(fetched)
         for tp, records in fetched.items():
+            if self._tenures.get(tp) != tenures[tp]:
+                continue  # a rebalance came while the schemas were fetched: the new tenure set its position
             if not resolved or tp in self._on_hold or not self.tracker.is_assigned(tp):
                 # Being revoked, rewound or set up: hand the records back so that whoever reads the
                 # partition next (maybe this worker) starts at the first of them.
@@ -344,6 +351,7 @@ class StreamRunner:
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)
         for tp in revoked:
+            self._tenures.pop(tp, None)
             self._first_read.pop(tp, None)
             self._rewound.pop(tp, None)
         await self.publisher.partitions_revoked(sorted(revoked))
@@ -365,18 +373,27 @@ class StreamRunner:
         if not self.tracker.is_assigned(tp):
             return
         self._on_hold.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
-        generation = self._generation
+        tenure = self._tenures.get(tp)
+
+        def overtaken() -> bool:
+            # Revoked, or revoked and assigned again, while the rewind waited: the new tenure set
+            # its own position and may be reading from it already; a seek now would read records
+            # twice (and track them out of order), and a partition gone cannot be sought at all.
+            return self._tenures.get(tp) != tenure or tp not in self.consumer.assignment()
+
         try:
             self.tracker.revoke([tp])
             self.batcher.remove(lambda item: item.source.tp != tp)
-            if tp not in self.consumer.assignment():
-                return  # revoked meanwhile: its new owner reads it
+            if overtaken():
+                return
             await self.publisher.partitions_assigned([tp])
-            committed = await self.consumer.committed(tp)
-            if generation != self._generation or tp not in self.consumer.assignment():
-                return  # a rebalance happened meanwhile: the assignment set the position
+            if overtaken():
+                return
+            committed = await self._read_committed(tp)
+            if overtaken():
+                return
             position = self._first_read.get(tp) if committed is None else committed
-            if not await self._back_off(tp, position, fenced):
+            if not await self._back_off(tp, position, fenced) or overtaken():
                 return
             if position is not None:  # None: nothing was read yet, the position has not moved
                 self.consumer.seek(tp, position)
@@ -386,7 +403,17 @@ class StreamRunner:
         except Exception as exc:  # cannot take the partition up again: stop rather than strand it
             self._fatal = self._fatal or FatalStreamError(f"{tp}: cannot rewind the partition: {exc!r}")
         finally:
-            self._on_hold.discard(tp)
+            if self._tenures.get(tp) == tenure:  # a new tenure's hold is its own to lift
+                self._on_hold.discard(tp)
+
+    async def _read_committed(self, tp: TopicPartition) -> int | None:
+        # aiokafka retries a retriable OffsetFetch error without end: bounded here, and past the
+        # bound the caller stops the worker rather than guess where the partition stands.
+        try:
+            return await asyncio.wait_for(self.consumer.committed(tp), timeout=_COMMITTED_READ_TIMEOUT_S)
+        except TimeoutError:
+            raise TimeoutError(f"{tp.topic}-{tp.partition}: the group coordinator did not answer the committed "
+                               f"offset within {_COMMITTED_READ_TIMEOUT_S:g}s") from None
 
     async def _back_off(self, tp: TopicPartition, position: int | None, fenced: bool) -> bool:
         """Wait before a repeated rewind to the same offset; False (and stop) after too many."""
@@ -407,9 +434,13 @@ class StreamRunner:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._on_hold |= assigned  # until the publisher is ready for them (exactly-once producers)
-        self._generation += 1
+        for tp in assigned:
+            self._tenures[tp] = self._next_tenure
+            self._next_tenure += 1
         try:
             await self.publisher.partitions_assigned(sorted(assigned))
+            if self.publisher.fences_previous_owner:
+                await self._start_after_fencing(assigned)
             self.tracker.assign(assigned)
         except Exception as exc:  # e.g. no transactional producer can start: stop, do not strand them
             self._fatal = self._fatal or FatalStreamError(
@@ -424,6 +455,26 @@ class StreamRunner:
         if self._paused and assigned:
             self.consumer.pause(*assigned)
         log.info("assigned partitions: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
+
+
+    async def _start_after_fencing(self, assigned: set[TopicPartition]) -> None:
+        """Exactly-once: seek each new partition to its committed offset as read *after* fencing.
+
+        aiokafka reads the committed offsets of newly assigned partitions itself, in a task it
+        starts before it calls ``on_partitions_assigned``, so concurrently with (and mostly before)
+        the fencing that the publisher's ``partitions_assigned`` does; and it reads them with
+        OffsetFetch v1-v3, which has no ``require_stable`` flag (v7, KIP-447) and no
+        UNSTABLE_OFFSET_COMMIT answer. A transaction of the previous owner that is still
+        committing is not in that read: starting there would process its records again, and
+        publish them twice. Starting the partition's transactional producer (InitProducerId)
+        returns only once the broker has settled every transaction of the same id (it answers
+        CONCURRENT_TRANSACTIONS until then), so the offset read now includes it.
+        """
+        partitions = sorted(assigned)
+        offsets = await asyncio.gather(*(self._read_committed(tp) for tp in partitions))
+        for tp, committed in zip(partitions, offsets, strict=True):
+            if committed is not None:  # None: no commit at all, the reset policy's position stands
+                self.consumer.seek(tp, committed)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -16,6 +16,10 @@ Rewind = Callable[[TopicPartition, bool], Coroutine[Any, Any, None]]
 class Sink(Protocol):
     """Where finished batches go: at-least-once ``Publisher`` or exactly-once ``TransactionalPublisher``."""
 
+    fences_previous_owner: bool
+    """True when ``partitions_assigned`` fences the partitions' previous owner (exactly-once):
+    their start offset is then read again once it has returned."""
+
     async def publish(self, entries: Sequence[tuple[SourceRecord, Outcome]]) -> None: ...
 
     async def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...

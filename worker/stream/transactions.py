@@ -57,6 +57,8 @@ def _escape(part: str) -> str:
 
 
 class TransactionalPublisher:
+    fences_previous_owner = True  # the runner reads each new partition's start offset after it
+
     def __init__(self, writer: RecordWriter, make_producer: ProducerFactory, *, group_id: str, id_prefix: str,
                  rewind: Rewind, start_timeout_s: float, transaction_timeout_s: float) -> None:
         self._start_timeout_s = start_timeout_s
