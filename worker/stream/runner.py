@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError, ProducerFenced
 
 from worker.annotator import Annotator, BatchResult, Prepared
 from worker.formats import SchemaResolver
@@ -30,6 +30,7 @@ from worker.stream.entries import Annotated, Outcome, SourceRecord
 from worker.stream.health import StreamStatus
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
+from worker.stream.refusals import NotAuthorizedError, not_authorized
 from worker.stream.sink import SinkFactory
 from worker.text.tokenize import EncodedText
 from worker.tracing import BatchTrace, Tracing, now_ns
@@ -359,17 +360,28 @@ class StreamRunner:
             self.metrics.forget_lag(tp.topic, tp.partition)
         self._on_hold -= revoked
 
-    async def rewind(self, tp: TopicPartition, fenced: bool) -> None:
+    async def rewind(self, tp: TopicPartition, cause: BaseException | None) -> None:
         """Forget the in-flight work of ``tp`` and read it again from its committed offset.
 
-        Used after a failed write or an aborted transaction. If the partition is still assigned
-        to this worker, the publisher first takes it up again (exactly-once: a new producer with
+        Used after a failed write or an aborted transaction (``cause``); a permission the broker
+        denied stops the worker instead (see below). If the partition is still assigned to this
+        worker, the publisher first takes it up again (exactly-once: a new producer with
         the partition's transactional id, which fences every older one, this worker's own
         included), and only then is the committed offset read: a transaction of an older owner
         is settled by then. A partition without a committed offset goes back to the first offset
         this worker read from it. Rewinding to the same offset again and again backs off, and
         after ``_MAX_REWINDS`` stops the worker: the fault is not going away by itself.
         """
+        denied = not_authorized(cause)
+        if denied is not None:
+            # Policy: a permission denied is not the record's fault (dead-lettering would stand in
+            # for every record of the partition, a flood that moves it past outputs never
+            # written) nor a passing one (each rewind would meet the same refusal until someone
+            # grants the ACL): the worker stops at once, naming the ACL. The failed write is
+            # never acknowledged, so nothing is committed past it; the records are read again
+            # once the worker runs with the permission.
+            self._fatal = self._fatal or FatalStreamError(f"{tp.topic}-{tp.partition}: {denied}")
+            return
         if not self.tracker.is_assigned(tp):
             return
         self._on_hold.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
@@ -393,7 +405,7 @@ class StreamRunner:
             if overtaken():
                 return
             position = self._first_read.get(tp) if committed is None else committed
-            if not await self._back_off(tp, position, fenced) or overtaken():
+            if not await self._back_off(tp, position, isinstance(cause, ProducerFenced)) or overtaken():
                 return
             if position is not None:  # None: nothing was read yet, the position has not moved
                 self.consumer.seek(tp, position)
@@ -445,7 +457,7 @@ class StreamRunner:
         except Exception as exc:  # e.g. no transactional producer can start: stop, do not strand them
             self._fatal = self._fatal or FatalStreamError(
                 f"cannot take up the assigned partitions {sorted(f'{tp.topic}-{tp.partition}' for tp in assigned)}: "
-                f"{exc!r}")
+                f"{exc if isinstance(exc, NotAuthorizedError) else repr(exc)}")
             return
         finally:
             self._on_hold -= assigned

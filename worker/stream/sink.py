@@ -9,8 +9,9 @@ from aiokafka import TopicPartition
 
 from worker.stream.entries import Outcome, SourceRecord
 
-Rewind = Callable[[TopicPartition, bool], Coroutine[Any, Any, None]]
-"""Read a partition again from its last committed offset: (partition, lost). Lost (fenced): drop it."""
+Rewind = Callable[[TopicPartition, BaseException | None], Coroutine[Any, Any, None]]
+"""Read a partition again from its last committed offset: (partition, the error that made it
+necessary). The error decides how: a fenced producer is taken up again, a permission denied stops."""
 
 
 class Sink(Protocol):
