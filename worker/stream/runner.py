@@ -468,7 +468,6 @@ class StreamRunner:
             self.consumer.pause(*assigned)
         log.info("assigned partitions: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
 
-
     async def _start_after_fencing(self, assigned: set[TopicPartition]) -> None:
         """Exactly-once: seek each new partition to its committed offset as read *after* fencing.
 
