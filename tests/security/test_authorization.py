@@ -116,16 +116,18 @@ def test_exactly_once_without_the_transactional_id_acl_stops_naming_it(acl_broke
     assert sum(acc.outputs.values()) == 0 and sum(acc.dead.values()) == 0
 
 
-def test_at_least_once_without_write_on_the_output_topic_stops_naming_it(acl_broker: AclBroker,
-                                                                         tmp_path: Path) -> None:
-    names = prepare(acl_broker, "acl-no-write", "ner-no-write", write_output=False)
-    worker = start(acl_broker, names, "ner-no-write", "at-least-once", tmp_path)
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_without_write_on_the_output_topic_the_worker_stops_naming_it(acl_broker: AclBroker, tmp_path: Path,
+                                                                     delivery: str) -> None:
+    names = prepare(acl_broker, "acl-no-write", "ner-no-write", write_output=False,
+                    transactional=delivery == "exactly-once")
+    worker = start(acl_broker, names, "ner-no-write", delivery, tmp_path)
     try:
         code, _, seconds = watch_until_exit(worker, timeout_s=90)
         rewinds = worker.log_path.read_text(errors="replace").count("rewinding to offset")
     finally:
         worker.kill()
-    acc = accounting(acl_broker, names, f"no WRITE on the output at-least-once exit={code} after={seconds:.1f}s "
+    acc = accounting(acl_broker, names, f"no WRITE on the output {delivery} exit={code} after={seconds:.1f}s "
                                         f"rewinds={rewinds}", outputs=0)
     log = worker.log()
     assert code == EXIT_UNFINISHED, log
