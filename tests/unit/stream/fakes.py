@@ -367,7 +367,8 @@ class World:
     input partition, each kept in ``txn_producers`` in the order they were made.
     """
 
-    def __init__(self, *, exactly_once: bool = False, auto_ack: bool = True, **limits: Any) -> None:
+    def __init__(self, *, exactly_once: bool = False, auto_ack: bool = True, resolver: Any = None,
+                 **limits: Any) -> None:
         self.broker = FakeBroker()
         self.consumer = FakeConsumer(self.broker)
         self.annotator = FakeAnnotator()
@@ -376,7 +377,7 @@ class World:
         self.txn_producers: list[FakeProducer] = []
         sink = self._transactional if exactly_once else self._at_least_once
         self.runner = StreamRunner(config(**limits), self.consumer, sink, self.annotator,
-                                   self.metrics, StreamStatus())
+                                   self.metrics, StreamStatus(), resolver=resolver)
         self.consumer.listener = self.runner.listener()
 
     def _writer(self) -> RecordWriter:

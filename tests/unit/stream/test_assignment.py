@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 
 import pytest
 from aiokafka import TopicPartition
@@ -101,3 +102,35 @@ def test_a_rebalance_while_a_rewind_reads_the_committed_offset_leaves_the_new_as
     assert w.runner._fatal is None
     assert w.broker.group_offsets == {P0: 4}
     assert w.broker.written_offsets()[-3:] == [1, 2, 3]
+
+
+class _SlowRegistry:
+    """A schema resolver whose first lookup waits for ``answer`` (a registry that is slow once)."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.lookups = 0
+
+    async def resolve(self, values: Iterable[bytes], stopping: asyncio.Event, *,
+                      on_wait: Callable[[], None]) -> bool:
+        self.lookups += 1
+        if self.lookups == 1:
+            await self.answer.wait()
+        return True
+
+
+def test_records_whose_schemas_were_looked_up_across_a_rebalance_are_left_to_the_new_tenure() -> None:
+    # Fetched before the rebalance, parsed after it: the new tenure has its own position (here
+    # the same records), so taking them too would process them twice.
+    registry = _SlowRegistry()
+
+    async def scenario(w: World) -> None:
+        w.broker.fill(P0, documents("a", "b", "c"))
+        await w.consumer.rebalance([P0])
+        await until(lambda: registry.lookups == 1)
+        await w.consumer.rebalance([P0])
+        registry.answer.set()
+        await until(lambda: w.broker.group_offsets.get(P0) == 3)
+
+    w = play(scenario, resolver=registry)
+    assert w.broker.written_offsets() == [0, 1, 2]
