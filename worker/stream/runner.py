@@ -322,6 +322,9 @@ class StreamRunner:
         except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
+            denied = not_authorized(exc)
+            if denied is not None:  # no later commit would pass either: the same stop as a denied write
+                self._fatal = self._fatal or FatalStreamError(f"offset commit: {denied}")
             log.warning("offset commit failed: %r", exc,
                         extra={"partitions": len(offsets), "error": repr(exc)})
             return

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaTimeoutError, ProducerFenced, RequestTimedOutError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaTimeoutError,
+    ProducerFenced,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+)
 
 from tests.unit.stream.fakes import GROUP, INPUT, World, Written, documents, play, until
 from worker.stream.runner import FatalStreamError
@@ -143,3 +149,16 @@ def test_a_write_denied_by_an_acl_stops_the_worker_at_once_naming_it_and_commits
     w = worlds[0]
     assert w.rewinds() == 0 and w.consumer.seeks == []  # not retried: no rewind meets the same denial again
     assert w.broker.written == [] and w.broker.group_offsets == {}
+
+
+def test_an_offset_commit_denied_by_an_acl_stops_the_worker_naming_it() -> None:
+    # Retried on every commit interval it would fail for good while the outputs go on: every
+    # record published and none committed, all of them to be processed again after a restart.
+    async def scenario(w: World) -> None:
+        w.broker.fill(P0, documents("a", "b"))
+        w.consumer.commit_error = GroupAuthorizationFailedError(GROUP)
+        await w.consumer.rebalance([P0])
+        await until(lambda: w.runner._fatal is not None)
+
+    with pytest.raises(FatalStreamError, match=r"GROUP_AUTHORIZATION_FAILED \(30\) for group; .* READ on the consumer"):
+        play(scenario)
