@@ -24,7 +24,8 @@ from tests.security.acl_broker import SASL, AclBroker, new_acl_broker
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-PASSWORDS = {"ner-full": "full-Pw-2b7d41c9", "ner-no-txn": "notxn-Pw-8e03fa52", "ner-no-write": "nowrite-Pw-61c9e2d7"}
+PASSWORDS = {"ner-full": "full-Pw-2b7d41c9", "ner-no-txn": "notxn-Pw-8e03fa52", "ner-no-write": "nowrite-Pw-61c9e2d7",
+             "ner-no-group": "nogroup-Pw-0a4f7c13"}
 INPUTS = 20
 EXIT_UNFINISHED = 1  # worker/stream/command.py: stopped on a fault without committing unfinished records
 Grant = tuple[ResourceType, str, AclOperation]
@@ -36,24 +37,25 @@ def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclBroker]:
         yield broker
 
 
-def stream_grants(names: dict[str, str], *, write_output: bool = True) -> list[Grant]:
+def stream_grants(names: dict[str, str], *, write_output: bool = True, read_group: bool = True) -> list[Grant]:
     """What a worker needs of its topics and group: read the input, write the outputs, commit."""
     grants: list[Grant] = [(ResourceType.TOPIC, names["in"], AclOperation.READ),
-                           (ResourceType.GROUP, names["group"], AclOperation.READ),
                            (ResourceType.TOPIC, names["out"], AclOperation.DESCRIBE),
                            (ResourceType.TOPIC, names["dead"], AclOperation.WRITE)]
     if write_output:
         grants.append((ResourceType.TOPIC, names["out"], AclOperation.WRITE))
+    if read_group:
+        grants.append((ResourceType.GROUP, names["group"], AclOperation.READ))
     return grants
 
 
 def prepare(broker: AclBroker, prefix: str, user: str, grants_of: list[Grant] | None = None,
-            *, write_output: bool = True, transactional: bool = False) -> dict[str, str]:
+            *, write_output: bool = True, read_group: bool = True, transactional: bool = False) -> dict[str, str]:
     """Topics with ``INPUTS`` documents on the input, and the user's ACLs."""
     names = stream_names(prefix)
     asyncio.run(create_topics(broker.bootstrap(), {names["in"]: 1, names["out"]: 1, names["dead"]: 1}))
     asyncio.run(produce(broker.bootstrap(), names["in"], [(f"k{n}".encode(), small(n)) for n in range(INPUTS)]))
-    broker.grant(user, [*stream_grants(names, write_output=write_output), *(grants_of or [])])
+    broker.grant(user, [*stream_grants(names, write_output=write_output, read_group=read_group), *(grants_of or [])])
     if transactional:  # every transactional id of this worker starts with its group id (the prefix below)
         broker.grant(user, [(ResourceType.TRANSACTIONAL_ID, names["group"], AclOperation.WRITE)],
                      ResourcePatternType.PREFIXED)
@@ -135,6 +137,21 @@ def test_without_write_on_the_output_topic_the_worker_stops_naming_it(acl_broker
     assert rewinds == 0  # a permission is not retried: the first refusal stops the worker
     assert committed(acl_broker, names) is None
     assert sum(acc.outputs.values()) == 0 and sum(acc.dead.values()) == 0  # no dead letter stands in for it
+
+
+def test_without_read_on_the_group_the_worker_stops_naming_it(acl_broker: AclBroker, tmp_path: Path) -> None:
+    names = prepare(acl_broker, "acl-no-group", "ner-no-group", read_group=False)
+    worker = start(acl_broker, names, "ner-no-group", "at-least-once", tmp_path)
+    try:
+        code, ready, seconds = watch_until_exit(worker, timeout_s=90)
+    finally:
+        worker.kill()
+    accounting(acl_broker, names, f"no READ on the group at-least-once exit={code} after={seconds:.1f}s", outputs=0)
+    log = worker.log()
+    assert code == EXIT_UNFINISHED, log
+    assert 503 in ready and 200 not in ready, ready
+    assert "GROUP_AUTHORIZATION_FAILED" in log and "READ on the consumer group" in log, log
+    assert "Traceback" not in worker.log_path.read_text(errors="replace"), log
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])

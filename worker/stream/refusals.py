@@ -64,10 +64,14 @@ class NotAuthorizedError(RuntimeError):
     """The broker denied the worker a permission; the message names the ACL that grants it."""
 
 
-def not_authorized(error: BaseException | None) -> str | None:
-    """What permission the broker denied and which ACL grants it; None when ``error`` is no denial."""
+def not_authorized(error: BaseException | None, *, reading: bool = False) -> str | None:
+    """What permission the broker denied and which ACL grants it; None when ``error`` is no denial.
+
+    ``reading``: the error came from consuming (a topic then needs READ, not WRITE)."""
     for kind, needed in _ACL_NEEDED:
         if isinstance(error, kind):
+            if reading and kind is TopicAuthorizationFailedError:
+                needed = "READ on the topic"
             names = [str(name) for arg in error.args
                      for name in (arg if isinstance(arg, list | tuple | set) else [arg])]
             named = ", ".join(names) or "the request"

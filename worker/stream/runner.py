@@ -174,7 +174,14 @@ class StreamRunner:
         wait = self.batcher.seconds_until_due()
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
         started_ns = now_ns() if self.tracing.enabled else 0
-        fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_documents * 4)
+        try:
+            fetched = await self.consumer.getmany(timeout_ms=timeout_ms,
+                                                  max_records=self.config.max_batch_documents * 4)
+        except KafkaError as exc:  # a permission denied is a stop that names it; anything else as it was
+            denied = not_authorized(exc, reading=True)
+            if denied is None:
+                raise
+            raise FatalStreamError(f"consuming: {denied}") from exc
         if self.tracing.enabled and fetched:
             self.tracing.poll(started_ns, [r.headers for records in fetched.values() for r in records])
         tenures = {tp: self._tenures.get(tp) for tp in fetched}
