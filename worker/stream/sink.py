@@ -11,7 +11,7 @@ from worker.stream.entries import Outcome, SourceRecord
 
 Rewind = Callable[[TopicPartition, BaseException | None], Coroutine[Any, Any, None]]
 """Read a partition again from its last committed offset: (partition, the error that made it
-necessary). The error decides how: a fenced producer is taken up again, a permission denied stops."""
+necessary). A permission denied (an authorization error) stops the worker instead."""
 
 
 class Sink(Protocol):
