@@ -206,26 +206,54 @@ def test_a_rewind_without_a_committed_offset_goes_back_to_the_first_record_read(
     assert set(acc.outputs) == set(range(len(values))) - {big}
 
 
-async def stop_inside_a_transaction(bootstrap: str, topic: str, pid: int, tries: int) -> bool:
+async def stop_inside_a_transaction(bootstrap: str, topic: str, pid: int, tries: int,
+                                    abort_timeout_s: float) -> tuple[bool, bool]:
     """SIGSTOP the worker at a moment when partition 0 of ``topic`` has an open transaction (its
-    last stable offset behind its end, checked while the worker is stopped); True when it did."""
+    last stable offset behind its end, checked while the worker is stopped), then keep it stopped
+    until the broker has rolled that transaction back for its timeout (the last stable offset
+    caught up), for at most ``abort_timeout_s``. (caught one open, saw it aborted); the worker is
+    left stopped when caught."""
     tp = TopicPartition(topic, 0)
     readers = [AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=level)
                for level in ("read_committed", "read_uncommitted")]
+
+    async def transaction_open() -> bool:
+        stable, end = [(await reader.end_offsets([tp]))[tp] for reader in readers]
+        return stable < end
+
     for reader in readers:
         await reader.start()
     try:
         for _ in range(tries):
             await asyncio.sleep(0.3)
             os.kill(pid, signal.SIGSTOP)
-            stable, end = [(await reader.end_offsets([tp]))[tp] for reader in readers]
-            if stable < end:
-                return True
+            if await transaction_open():
+                break
             os.kill(pid, signal.SIGCONT)
-        return False
+        else:
+            return False, False
+        # The broker looks for timed-out transactions every 10 s (its cleanup interval): waiting
+        # for the abort itself, not for a fixed time, is what a loaded machine cannot outrun.
+        deadline = time.monotonic() + abort_timeout_s
+        while await transaction_open():
+            if time.monotonic() > deadline:
+                return True, False
+            await asyncio.sleep(0.25)
+        return True, True
     finally:
         for reader in readers:
             await reader.stop()
+
+
+def wait_for_log(worker: WorkerProcess, words: tuple[str, ...], timeout_s: float) -> bool:
+    """True once one of ``words`` is in the worker's whole log (not just its tail)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = worker.log_path.read_text(errors="replace") if worker.log_path.exists() else ""
+        if any(word in text for word in words):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 class SteadyInput:
@@ -274,17 +302,19 @@ def test_exactly_once_goes_on_after_the_broker_aborts_a_timed_out_transaction(
     assert worker.process is not None
     try:
         with SteadyInput(kafka_bootstrap, names["in"], per_second=100) as steady:
-            # Stop the worker while one of its transactions is open; the broker looks for
-            # timed-out transactions every 10 s, so 12 s stopped is past the 2 s timeout.
-            caught = asyncio.run(stop_inside_a_transaction(kafka_bootstrap, names["out"], worker.process.pid, 100))
-            if caught:
-                time.sleep(12)
+            # Stop the worker while one of its transactions is open, and keep it stopped until the
+            # broker has aborted that transaction for its 2 s timeout.
+            try:
+                caught, aborted = asyncio.run(stop_inside_a_transaction(
+                    kafka_bootstrap, names["out"], worker.process.pid, tries=100, abort_timeout_s=40))
+            finally:
                 os.kill(worker.process.pid, signal.SIGCONT)
-            time.sleep(3)
+            assert caught, "no transaction was caught open"
+            assert aborted, "the broker did not abort the timed-out transaction within 40 s"
+            # The fault reached the worker: it found its transaction fenced, or gave it up as timed out.
+            assert wait_for_log(worker, ("fenced", "transaction aborted"), timeout_s=30), worker.log()
+            time.sleep(3)  # the stream goes on after it
             total = steady.stop()
-        assert caught, "no transaction was caught open"
-        # The fault happened: the worker found its transaction fenced, or gave it up as timed out.
-        assert "fenced" in worker.log() or "transaction aborted" in worker.log()
         out = asyncio.run(read_topic(kafka_bootstrap, names["out"], expect=total, isolation_level="read_committed",
                                      timeout=90))
         deadline = time.monotonic() + 10

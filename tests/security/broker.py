@@ -16,12 +16,17 @@ the listener's JAAS line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
+
+import pytest
 
 from tests.fixtures.kafka import KAFKA_TOOL, REPO_ROOT
 from tests.fixtures.ports import free_port
@@ -40,13 +45,16 @@ class SaslUser:
 
 
 @dataclass
-class SecuredBroker:
+class LocalBroker:
+    """A broker of a test's own, run by kafka-local.sh from ``home`` with extra properties.
+
+    ``PLAINTEXT`` and ``CONTROLLER`` are always among its listeners (readiness, topic creation and
+    the controller use them); subclasses render the rest in ``render_properties``.
+    """
+
     home: Path
-    pki: Pki
     ports: dict[str, int]
     """Listener name -> port; ``PLAINTEXT`` and ``CONTROLLER`` included."""
-    users: dict[str, SaslUser]
-    """SASL mechanism -> a user the broker knows for it."""
 
     def bootstrap(self, listener: str = "PLAINTEXT") -> str:
         return f"127.0.0.1:{self.ports[listener]}"
@@ -55,16 +63,21 @@ class SecuredBroker:
     def properties_file(self) -> Path:
         return self.home / "secure.properties"
 
+    def format_args(self) -> str:
+        """Extra words for formatting a new data folder (``kafka-storage format``)."""
+        return ""
+
+    def render_properties(self) -> str:
+        raise NotImplementedError
+
     def tool_env(self) -> dict[str, str]:
-        scram = " ".join(f"--add-scram {m}=[name={u.name},password={u.password}]"
-                         for m, u in self.users.items() if m.startswith("SCRAM"))
         return {
             **os.environ,
             "KAFKA_LOCAL_HOME": str(self.home),
             "KAFKA_PORT": str(self.ports["PLAINTEXT"]),
             "KAFKA_CONTROLLER_PORT": str(self.ports["CONTROLLER"]),
             "KAFKA_EXTRA_PROPERTIES": str(self.properties_file),
-            "KAFKA_FORMAT_ARGS": scram,
+            "KAFKA_FORMAT_ARGS": self.format_args(),
             "PYTHON": sys.executable,
         }
 
@@ -84,9 +97,32 @@ class SecuredBroker:
     def stop(self) -> None:
         self.run_tool("stop")
 
+    @contextlib.contextmanager
+    def running(self, what: str) -> Iterator[Self]:
+        """Started for the ``with`` block (a test failure naming ``what`` if it cannot start), then stopped."""
+        try:
+            self.start()
+        except RuntimeError as exc:
+            pytest.fail(f"the {what} did not start: {exc}\n{self.log_text()[-3000:]}", pytrace=False)
+        try:
+            yield self
+        finally:
+            self.stop()
+
     def log_text(self) -> str:
         path = self.home / "logs" / "kafka.out"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+@dataclass
+class SecuredBroker(LocalBroker):
+    pki: Pki
+    users: dict[str, SaslUser]
+    """SASL mechanism -> a user the broker knows for it."""
+
+    def format_args(self) -> str:
+        return " ".join(f"--add-scram {m}=[name={u.name},password={u.password}]"
+                        for m, u in self.users.items() if m.startswith("SCRAM"))
 
     def render_properties(self) -> str:
         def keystore(identity: Identity, prefix: str = "") -> list[str]:

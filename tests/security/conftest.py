@@ -19,15 +19,8 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
     base = tmp_path_factory.mktemp("secured-kafka")
     pki = make_pki(base / "pki", client_key_password=CLIENT_KEY_PASSWORD)
     users = {mechanism: SaslUser("ner-worker", USER_PASSWORDS[mechanism]) for mechanism in MECHANISMS}
-    broker = new_secured_broker(base / "kafka", pki, users)
-    try:
-        broker.start()
-    except RuntimeError as exc:
-        pytest.fail(f"the secured broker did not start: {exc}\n{broker.log_text()[-3000:]}", pytrace=False)
-    try:
+    with new_secured_broker(base / "kafka", pki, users).running("secured broker") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="module")

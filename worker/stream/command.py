@@ -10,10 +10,11 @@ Every setting comes from the NER_* variables (ner-worker settings lists them).
 Exit status: 0 after a stop (work a drain could not finish within NER_DRAIN_TIMEOUT_S stays
 uncommitted, is read again by the partitions' next owner, and a warning says how much), 1 when
 the stream stopped on a fault without committing unfinished records (the engine failed every
-attempt; a stop that took longer than NER_DRAIN_TIMEOUT_S + 10 s, which ends the process
-whatever still hangs; with several processes also: the engine host died, or stream processes
-kept dying), 2 for bad settings, 3 when the worker cannot start (model cannot be
-loaded, broker unreachable, topic missing), 130 when interrupted.
+attempt; the broker denied a permission, the message naming the ACL; a stop that took longer
+than NER_DRAIN_TIMEOUT_S + 10 s, which ends the process whatever still hangs; with several
+processes also: the engine host died, or stream processes kept dying), 2 for bad settings, 3
+when the worker cannot start (model cannot be loaded, broker unreachable, topic missing), 130
+when interrupted.
 """
 
 from __future__ import annotations

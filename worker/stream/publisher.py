@@ -41,6 +41,8 @@ class Publisher:
     of order), so the producer is replaced after any failed write.
     """
 
+    fences_previous_owner = False
+
     def __init__(self, producer: AIOKafkaProducer, writer: RecordWriter, rewind: Rewind,
                  make_producer: Callable[[], AIOKafkaProducer] | None = None) -> None:
         self._producer = producer
@@ -92,7 +94,7 @@ class Publisher:
                     extra={"topic": record.source.tp.topic, "partition": record.source.tp.partition,
                            "offset": record.source.offset, "error": repr(error)})
         record.source.progress.detached = True
-        task = asyncio.get_running_loop().create_task(self._rewind(record.source.tp, False))
+        task = asyncio.get_running_loop().create_task(self._rewind(record.source.tp, error))
         self._rewinds.add(task)
         task.add_done_callback(self._rewinds.discard)
 

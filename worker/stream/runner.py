@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError, ProducerFenced
 
 from worker.annotator import Annotator, BatchResult, Prepared
 from worker.formats import SchemaResolver
@@ -30,6 +30,7 @@ from worker.stream.entries import Annotated, Outcome, SourceRecord
 from worker.stream.health import StreamStatus
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
+from worker.stream.refusals import NotAuthorizedError, not_authorized
 from worker.stream.sink import SinkFactory
 from worker.text.tokenize import EncodedText
 from worker.tracing import BatchTrace, Tracing, now_ns
@@ -45,6 +46,7 @@ _RESUME_FRACTION = 0.75
 # rewinds double from _REWIND_BACKOFF_S (0.5 + 1 + 2 + 4 s before the last one).
 _MAX_REWINDS = 5
 _COMMIT_TIMEOUT_S = 10.0
+_COMMITTED_READ_TIMEOUT_S = 30.0
 _REWIND_BACKOFF_S = 0.5
 _REWIND_BACKOFF_MAX_S = 8.0
 
@@ -103,7 +105,10 @@ class StreamRunner:
         self._last_commit = time.monotonic()
         self._first_read: dict[TopicPartition, int] = {}  # where a rewind without a committed offset goes
         self._rewound: dict[TopicPartition, tuple[int | None, int]] = {}  # offset of the last rewinds, how many
-        self._generation = 0  # assignments seen; a rewind spanning one leaves the position alone
+        # Per partition, which tenure of it this is: every assignment and revoke moves it on, so
+        # a rewind that a rebalance overtook (at any of its waits) leaves the new tenure alone.
+        self._tenures: dict[TopicPartition, int] = {}
+        self._next_tenure = 0
         self._acknowledged = 0  # the tracker's acknowledgement count at the last loop round
         status.progress_limit_s = config.progress_limit_s
 
@@ -169,11 +174,21 @@ class StreamRunner:
         wait = self.batcher.seconds_until_due()
         timeout_ms = _POLL_MS if wait is None else max(1, min(_POLL_MS, int(wait * 1000)))
         started_ns = now_ns() if self.tracing.enabled else 0
-        fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_documents * 4)
+        try:
+            fetched = await self.consumer.getmany(timeout_ms=timeout_ms,
+                                                  max_records=self.config.max_batch_documents * 4)
+        except KafkaError as exc:  # a permission denied is a stop that names it; anything else as it was
+            denied = not_authorized(exc, reading=True)
+            if denied is None:
+                raise
+            raise FatalStreamError(f"consuming: {denied}") from exc
         if self.tracing.enabled and fetched:
             self.tracing.poll(started_ns, [r.headers for records in fetched.values() for r in records])
+        tenures = {tp: self._tenures.get(tp) for tp in fetched}
         resolved = await self._resolve_schemas(fetched)
         for tp, records in fetched.items():
+            if self._tenures.get(tp) != tenures[tp]:
+                continue  # a rebalance came while the schemas were fetched: the new tenure set its position
             if not resolved or tp in self._on_hold or not self.tracker.is_assigned(tp):
                 # Being revoked, rewound or set up: hand the records back so that whoever reads the
                 # partition next (maybe this worker) starts at the first of them.
@@ -314,6 +329,9 @@ class StreamRunner:
         except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # Nothing is lost: the records stay uncommitted and are read again by their owner.
             self.metrics.commit_failures.inc()
+            denied = not_authorized(exc)
+            if denied is not None:  # no later commit would pass either: the same stop as a denied write
+                self._fatal = self._fatal or FatalStreamError(f"offset commit: {denied}")
             log.warning("offset commit failed: %r", exc,
                         extra={"partitions": len(offsets), "error": repr(exc)})
             return
@@ -344,6 +362,7 @@ class StreamRunner:
         self.batcher.remove(lambda item: item.source.tp not in revoked)
         self.tracker.revoke(revoked)
         for tp in revoked:
+            self._tenures.pop(tp, None)
             self._first_read.pop(tp, None)
             self._rewound.pop(tp, None)
         await self.publisher.partitions_revoked(sorted(revoked))
@@ -351,32 +370,52 @@ class StreamRunner:
             self.metrics.forget_lag(tp.topic, tp.partition)
         self._on_hold -= revoked
 
-    async def rewind(self, tp: TopicPartition, fenced: bool) -> None:
+    async def rewind(self, tp: TopicPartition, cause: BaseException | None) -> None:
         """Forget the in-flight work of ``tp`` and read it again from its committed offset.
 
-        Used after a failed write or an aborted transaction. If the partition is still assigned
-        to this worker, the publisher first takes it up again (exactly-once: a new producer with
+        Used after a failed write or an aborted transaction (``cause``); a permission the broker
+        denied stops the worker instead (see below). If the partition is still assigned to this
+        worker, the publisher first takes it up again (exactly-once: a new producer with
         the partition's transactional id, which fences every older one, this worker's own
         included), and only then is the committed offset read: a transaction of an older owner
         is settled by then. A partition without a committed offset goes back to the first offset
         this worker read from it. Rewinding to the same offset again and again backs off, and
         after ``_MAX_REWINDS`` stops the worker: the fault is not going away by itself.
         """
+        denied = not_authorized(cause)
+        if denied is not None:
+            # Policy: a permission denied is not the record's fault (dead-lettering would stand in
+            # for every record of the partition, a flood that moves it past outputs never
+            # written) nor a passing one (each rewind would meet the same refusal until someone
+            # grants the ACL): the worker stops at once, naming the ACL. The failed write is
+            # never acknowledged, so nothing is committed past it; the records are read again
+            # once the worker runs with the permission.
+            self._fatal = self._fatal or FatalStreamError(f"{tp.topic}-{tp.partition}: {denied}")
+            return
         if not self.tracker.is_assigned(tp):
             return
         self._on_hold.add(tp)  # records fetched meanwhile are skipped, not tracked out of order
-        generation = self._generation
+        tenure = self._tenures.get(tp)
+
+        def overtaken() -> bool:
+            # Revoked, or revoked and assigned again, while the rewind waited: the new tenure set
+            # its own position and may be reading from it already; a seek now would read records
+            # twice (and track them out of order), and a partition gone cannot be sought at all.
+            return self._tenures.get(tp) != tenure or tp not in self.consumer.assignment()
+
         try:
             self.tracker.revoke([tp])
             self.batcher.remove(lambda item: item.source.tp != tp)
-            if tp not in self.consumer.assignment():
-                return  # revoked meanwhile: its new owner reads it
+            if overtaken():
+                return
             await self.publisher.partitions_assigned([tp])
-            committed = await self.consumer.committed(tp)
-            if generation != self._generation or tp not in self.consumer.assignment():
-                return  # a rebalance happened meanwhile: the assignment set the position
+            if overtaken():
+                return
+            committed = await self._read_committed(tp)
+            if overtaken():
+                return
             position = self._first_read.get(tp) if committed is None else committed
-            if not await self._back_off(tp, position, fenced):
+            if not await self._back_off(tp, position, isinstance(cause, ProducerFenced)) or overtaken():
                 return
             if position is not None:  # None: nothing was read yet, the position has not moved
                 self.consumer.seek(tp, position)
@@ -386,7 +425,17 @@ class StreamRunner:
         except Exception as exc:  # cannot take the partition up again: stop rather than strand it
             self._fatal = self._fatal or FatalStreamError(f"{tp}: cannot rewind the partition: {exc!r}")
         finally:
-            self._on_hold.discard(tp)
+            if self._tenures.get(tp) == tenure:  # a new tenure's hold is its own to lift
+                self._on_hold.discard(tp)
+
+    async def _read_committed(self, tp: TopicPartition) -> int | None:
+        # aiokafka retries a retriable OffsetFetch error without end: bounded here, and past the
+        # bound the caller stops the worker rather than guess where the partition stands.
+        try:
+            return await asyncio.wait_for(self.consumer.committed(tp), timeout=_COMMITTED_READ_TIMEOUT_S)
+        except TimeoutError:
+            raise TimeoutError(f"{tp.topic}-{tp.partition}: the group coordinator did not answer the committed "
+                               f"offset within {_COMMITTED_READ_TIMEOUT_S:g}s") from None
 
     async def _back_off(self, tp: TopicPartition, position: int | None, fenced: bool) -> bool:
         """Wait before a repeated rewind to the same offset; False (and stop) after too many."""
@@ -407,14 +456,18 @@ class StreamRunner:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._on_hold |= assigned  # until the publisher is ready for them (exactly-once producers)
-        self._generation += 1
+        for tp in assigned:
+            self._tenures[tp] = self._next_tenure
+            self._next_tenure += 1
         try:
             await self.publisher.partitions_assigned(sorted(assigned))
+            if self.publisher.fences_previous_owner:
+                await self._start_after_fencing(assigned)
             self.tracker.assign(assigned)
         except Exception as exc:  # e.g. no transactional producer can start: stop, do not strand them
             self._fatal = self._fatal or FatalStreamError(
                 f"cannot take up the assigned partitions {sorted(f'{tp.topic}-{tp.partition}' for tp in assigned)}: "
-                f"{exc!r}")
+                f"{exc if isinstance(exc, NotAuthorizedError) else repr(exc)}")
             return
         finally:
             self._on_hold -= assigned
@@ -424,6 +477,25 @@ class StreamRunner:
         if self._paused and assigned:
             self.consumer.pause(*assigned)
         log.info("assigned partitions: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
+
+    async def _start_after_fencing(self, assigned: set[TopicPartition]) -> None:
+        """Exactly-once: seek each new partition to its committed offset as read *after* fencing.
+
+        aiokafka reads the committed offsets of newly assigned partitions itself, in a task it
+        starts before it calls ``on_partitions_assigned``, so concurrently with (and mostly before)
+        the fencing that the publisher's ``partitions_assigned`` does; and it reads them with
+        OffsetFetch v1-v3, which has no ``require_stable`` flag (v7, KIP-447) and no
+        UNSTABLE_OFFSET_COMMIT answer. A transaction of the previous owner that is still
+        committing is not in that read: starting there would process its records again, and
+        publish them twice. Starting the partition's transactional producer (InitProducerId)
+        returns only once the broker has settled every transaction of the same id (it answers
+        CONCURRENT_TRANSACTIONS until then), so the offset read now includes it.
+        """
+        partitions = sorted(assigned)
+        offsets = await asyncio.gather(*(self._read_committed(tp) for tp in partitions))
+        for tp, committed in zip(partitions, offsets, strict=True):
+            if committed is not None:  # None: no commit at all, the reset policy's position stands
+                self.consumer.seek(tp, committed)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

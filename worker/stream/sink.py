@@ -9,12 +9,17 @@ from aiokafka import TopicPartition
 
 from worker.stream.entries import Outcome, SourceRecord
 
-Rewind = Callable[[TopicPartition, bool], Coroutine[Any, Any, None]]
-"""Read a partition again from its last committed offset: (partition, lost). Lost (fenced): drop it."""
+Rewind = Callable[[TopicPartition, BaseException | None], Coroutine[Any, Any, None]]
+"""Read a partition again from its last committed offset: (partition, the error that made it
+necessary). A permission denied (an authorization error) stops the worker instead."""
 
 
 class Sink(Protocol):
     """Where finished batches go: at-least-once ``Publisher`` or exactly-once ``TransactionalPublisher``."""
+
+    fences_previous_owner: bool
+    """True when ``partitions_assigned`` fences the partitions' previous owner (exactly-once):
+    their start offset is then read again once it has returned."""
 
     async def publish(self, entries: Sequence[tuple[SourceRecord, Outcome]]) -> None: ...
 

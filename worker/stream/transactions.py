@@ -28,7 +28,7 @@ from worker.records import OUTPUT_REJECTED, Rejection
 from worker.retry import Backoff
 from worker.stream.entries import Outcome, Outgoing, SourceRecord
 from worker.stream.publisher import RefusedDeadLetterError
-from worker.stream.refusals import describe, is_refusal
+from worker.stream.refusals import NotAuthorizedError, describe, is_refusal, not_authorized
 from worker.stream.sink import Rewind
 from worker.stream.writer import RecordWriter
 
@@ -57,6 +57,8 @@ def _escape(part: str) -> str:
 
 
 class TransactionalPublisher:
+    fences_previous_owner = True  # the runner reads each new partition's start offset after it
+
     def __init__(self, writer: RecordWriter, make_producer: ProducerFactory, *, group_id: str, id_prefix: str,
                  rewind: Rewind, start_timeout_s: float, transaction_timeout_s: float) -> None:
         self._start_timeout_s = start_timeout_s
@@ -83,6 +85,9 @@ class TransactionalPublisher:
                 await asyncio.wait_for(producer.start(), timeout=max(0.1, backoff.remaining()))
             except (KafkaError, TimeoutError) as exc:
                 await _stop(producer)
+                denied = not_authorized(exc)
+                if denied is not None:  # an ACL missing: no retry grants it
+                    raise NotAuthorizedError(denied) from exc
                 if backoff.exhausted():
                     raise
                 log.warning("%s: transactional producer cannot start yet (%r); retrying", tp, exc,
@@ -159,13 +164,13 @@ class TransactionalPublisher:
         if isinstance(error, ProducerFenced):
             log.warning("%s: fenced (%s); taking the partition up again if it is still ours", tp, error,
                         extra={"topic": tp.topic, "partition": tp.partition, "error": repr(error)})
-            await self._after_abort(tp, producer, fenced=True)
+            await self._after_abort(tp, producer, error)
             return []
         if isinstance(error, (TimeoutError, KafkaError)):
             log.warning("%s: transaction aborted (%r)", tp, error,
                         extra={"topic": tp.topic, "partition": tp.partition, "batch_size": len(records),
                                "error": repr(error)})
-            await self._after_abort(tp, producer, fenced=False, rewind=not refusals or len(records) > 1)
+            await self._after_abort(tp, producer, error, rewind=not refusals or len(records) > 1)
             return refusals
         if error is not None:
             raise error
@@ -200,7 +205,7 @@ class TransactionalPublisher:
             raise RefusedDeadLetterError(f"{source.tp} offset {source.offset}: {describe(refused[0])}")
         return refused is None
 
-    async def _after_abort(self, tp: TopicPartition, producer: AIOKafkaProducer, *, fenced: bool,
+    async def _after_abort(self, tp: TopicPartition, producer: AIOKafkaProducer, error: BaseException, *,
                            rewind: bool = True) -> None:
         # A producer in an error state cannot start another transaction: it is stopped, and the
         # rewind (or the dead letter) starts a new one with the same id, which also aborts
@@ -212,7 +217,7 @@ class TransactionalPublisher:
             return
         del self._producers[tp]
         if rewind:
-            await self._rewind(tp, fenced)
+            await self._rewind(tp, error)
 
 
 def _stretches(records: list[Outgoing], suspects: set[int]) -> list[list[Outgoing]]:

@@ -6,7 +6,11 @@ Only what the stream loop and the publishers call is there, and it answers as ai
   positions (no records of a paused partition); ``seek`` moves a fetch position and drops what was
   fetched ahead; ``seek``, ``pause``, ``resume`` and ``commit`` refuse a partition that is not
   assigned (``IllegalStateError``); ``committed`` answers the group's offset or None; a rebalance
-  is eager (every partition is revoked, then the new assignment given) and resets the pause flags.
+  is eager (every partition is revoked, then the new assignment given) and resets the pause flags;
+  the new partitions' positions come from the group's offsets as read *before*
+  ``on_partitions_assigned`` (aiokafka's commit refresh task starts before the hook is called).
+* ``AIOKafkaProducer.start`` of a transactional producer (InitProducerId) fences older producers of
+  its id and answers only once their transaction still committing is settled (``committing``).
 * ``AIOKafkaProducer.send`` returns a future that the broker settles later (here: the test, or at
   once with ``auto_ack``); a transactional producer refuses ``send`` outside a transaction
   (``IllegalOperation``); ``transaction()`` begins, then commits, or aborts when its body raised;
@@ -64,6 +68,9 @@ class FakeBroker:
     logs: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = field(default_factory=dict)
     written: list[Written] = field(default_factory=list)
     group_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    committing: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
+    """Offsets of transactions still committing, by transactional id: not in ``group_offsets`` until
+    a producer with that id starts (the broker answers InitProducerId only once they are settled)."""
 
     def fill(self, tp: TopicPartition, values: Iterable[bytes]) -> None:
         records = self.logs.setdefault(tp, [])
@@ -87,6 +94,9 @@ class FakeConsumer:
         self.commits: list[dict[TopicPartition, int]] = []
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.commit_error: KafkaError | None = None
+        self.committed_reads = 0
+        self.committed_gate: asyncio.Event | None = None
+        """When set, the next ``committed`` call waits for it (a slow OffsetFetch)."""
 
     # --- group membership (the coordinator's side) ---
 
@@ -115,6 +125,10 @@ class FakeConsumer:
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
                       max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        # aiokafka may wait for a fetch, but it takes the records it returns from the positions as
+        # they are after the wait, in the same step as it returns them (a seek meanwhile drops
+        # what was fetched ahead): the yield comes first here, then the records.
+        await asyncio.sleep(0)
         budget = max_records if max_records is not None else 500
         fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
         for tp in sorted(partitions or self._positions):
@@ -126,8 +140,8 @@ class FakeConsumer:
                 fetched[tp] = records
                 self._positions[tp] = records[-1].offset + 1
                 budget -= len(records)
-        # aiokafka waits up to timeout_ms when nothing is buffered; a short yield keeps tests fast.
-        await asyncio.sleep(0 if fetched else 0.001)
+        if not fetched:  # aiokafka waits up to timeout_ms when nothing is buffered; shorter here
+            await asyncio.sleep(0.001)
         return fetched
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
@@ -170,6 +184,10 @@ class FakeConsumer:
         self.broker.group_offsets.update(offsets)
 
     async def committed(self, tp: TopicPartition) -> int | None:
+        self.committed_reads += 1
+        gate, self.committed_gate = self.committed_gate, None
+        if gate is not None:
+            await gate.wait()
         return self.broker.group_offsets.get(tp)
 
 
@@ -192,6 +210,9 @@ class FakeProducer:
         self.transactions: list[str] = []
 
     async def start(self) -> None:
+        # InitProducerId: a transaction of this id still committing is settled before it answers.
+        if self.transactional_id is not None:
+            self.broker.group_offsets.update(self.broker.committing.pop(self.transactional_id, {}))
         self.started = True
 
     async def stop(self) -> None:
@@ -346,7 +367,8 @@ class World:
     input partition, each kept in ``txn_producers`` in the order they were made.
     """
 
-    def __init__(self, *, exactly_once: bool = False, auto_ack: bool = True, **limits: Any) -> None:
+    def __init__(self, *, exactly_once: bool = False, auto_ack: bool = True, resolver: Any = None,
+                 **limits: Any) -> None:
         self.broker = FakeBroker()
         self.consumer = FakeConsumer(self.broker)
         self.annotator = FakeAnnotator()
@@ -355,7 +377,7 @@ class World:
         self.txn_producers: list[FakeProducer] = []
         sink = self._transactional if exactly_once else self._at_least_once
         self.runner = StreamRunner(config(**limits), self.consumer, sink, self.annotator,
-                                   self.metrics, StreamStatus())
+                                   self.metrics, StreamStatus(), resolver=resolver)
         self.consumer.listener = self.runner.listener()
 
     def _writer(self) -> RecordWriter:

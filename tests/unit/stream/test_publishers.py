@@ -1,11 +1,20 @@
-"""Both publishers under the stream loop: a refused write, an aborted and a fenced transaction."""
+"""Both publishers under the stream loop: a refused write, an aborted and a fenced transaction, a
+permission denied."""
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaTimeoutError, ProducerFenced, RequestTimedOutError
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaTimeoutError,
+    ProducerFenced,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+)
 
 from tests.unit.stream.fakes import GROUP, INPUT, World, Written, documents, play, until
+from worker.stream.runner import FatalStreamError
 from worker.stream.transactions import transactional_id
 
 P0 = TopicPartition(INPUT, 0)
@@ -120,3 +129,36 @@ def test_a_fenced_producer_whose_partition_is_still_assigned_takes_it_up_again()
     assert w.rewinds() == 1
     assert w.broker.written_offsets() == [0, 1, 2, 3]  # each once: the fenced transaction left nothing
     assert w.broker.group_offsets == {P0: 4}
+
+
+# --- a permission denied ----------------------------------------------------------------------
+
+
+def test_a_write_denied_by_an_acl_stops_the_worker_at_once_naming_it_and_commits_nothing_past_it() -> None:
+    worlds: list[World] = []
+
+    async def scenario(w: World) -> None:
+        worlds.append(w)
+        w.broker.fill(P0, documents("a", "b", "c"))
+        w.producer.refuse = lambda written: TopicAuthorizationFailedError(written.topic)
+        await w.consumer.rebalance([P0])
+        await until(lambda: w.runner._fatal is not None)
+
+    with pytest.raises(FatalStreamError, match=r"TOPIC_AUTHORIZATION_FAILED \(29\) for ner\.output; .* needs WRITE"):
+        play(scenario)
+    w = worlds[0]
+    assert w.rewinds() == 0 and w.consumer.seeks == []  # not retried: no rewind meets the same denial again
+    assert w.broker.written == [] and w.broker.group_offsets == {}
+
+
+def test_an_offset_commit_denied_by_an_acl_stops_the_worker_naming_it() -> None:
+    # Retried on every commit interval it would fail for good while the outputs go on: every
+    # record published and none committed, all of them to be processed again after a restart.
+    async def scenario(w: World) -> None:
+        w.broker.fill(P0, documents("a", "b"))
+        w.consumer.commit_error = GroupAuthorizationFailedError(GROUP)
+        await w.consumer.rebalance([P0])
+        await until(lambda: w.runner._fatal is not None)
+
+    with pytest.raises(FatalStreamError, match=r"GROUP_AUTHORIZATION_FAILED \(30\) for group; .* READ on the consumer"):
+        play(scenario)
