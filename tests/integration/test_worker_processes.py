@@ -19,6 +19,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from tests.chaos.harness import expected_dead, produce, read_results, tally
 from tests.fixtures.kafka import committed_offsets, create_topics, stream_env, stream_names
+from tests.fixtures.served import metric_total
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -179,3 +180,59 @@ def test_an_engine_host_that_dies_makes_the_worker_unready_and_stops_it(kafka_bo
         worker.kill()
     assert code == 1, worker.log()
     assert "the engine host exited" in worker.log_path.read_text()
+
+
+def proc_figures(pid: int) -> tuple[float, float, float]:
+    """CPU seconds, resident bytes and start time (Unix seconds) of ``pid``, read from /proc here."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    # Summed as prometheus_client sums them, to compare floats exactly.
+    return (int(fields[11]) / ticks + int(fields[12]) / ticks, int(fields[21]) * os.sysconf("SC_PAGESIZE"),
+            int(fields[19]) / ticks + boot)
+
+
+def stream_index(pid: int) -> int:
+    arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return int(arguments[arguments.index("--index") + 1])
+
+
+def test_metrics_carry_every_processs_own_figures_and_the_engine_hosts_series(kafka_bootstrap: str,
+                                                                             tmp_path: Path) -> None:
+    run = TwoProcesses(kafka_bootstrap, tmp_path)
+    worker = run.start()
+    assert worker.process is not None
+    try:
+        documents = 200
+        asyncio.run(produce(kafka_bootstrap, run.names["in"], documents, PARTITIONS))
+        wait_for(lambda: run.acknowledged() >= documents, "every record published or dead-lettered", worker)
+        (host,) = worker.children("worker.engine.host")
+        pids = {f"stream-{stream_index(pid)}": pid for pid in worker.children("worker.stream.member")}
+        pids |= {"engine-host": host, "supervisor": worker.process.pid}
+        assert set(pids) == {"stream-1", "stream-2", "engine-host", "supervisor"}
+        before = {name: proc_figures(pid) for name, pid in pids.items()}
+        text = worker.get("/metrics")[1]
+        after = {name: proc_figures(pid) for name, pid in pids.items()}
+    finally:
+        worker.kill()
+    for name in pids:
+        labels = {"process": name}
+        cpu = metric_total(text, "process_cpu_seconds_total", labels)
+        resident = metric_total(text, "process_resident_memory_bytes", labels)
+        assert before[name][0] <= cpu <= after[name][0], (name, before[name], cpu, after[name])
+        assert resident == pytest.approx(before[name][1], rel=0.1), (name, resident, before[name][1])
+        # The start time names the pid: a figure read for another process would not match.
+        assert metric_total(text, "process_start_time_seconds", labels) == pytest.approx(before[name][2], abs=1e-6)
+        assert metric_total(text, "process_open_fds", labels) > 0
+    assert not any(line.startswith("process_cpu_seconds_total ") for line in text.splitlines())
+    # The engine host's own series: every stream batch reached it, merged, nothing failed.
+    requests = metric_total(text, "ner_engine_host_requests_total")
+    assert requests >= 1
+    assert metric_total(text, "ner_engine_host_batch_requests_sum") == requests
+    assert 1 <= metric_total(text, "ner_engine_host_batch_requests_count") <= requests
+    assert metric_total(text, "ner_engine_host_batch_tokens_sum") >= metric_total(text, "ner_tokens_processed_total")
+    assert metric_total(text, "ner_engine_host_failed_requests_total") == 0
+    assert metric_total(text, "ner_engine_host_inflight_requests") == 0
+    busy = metric_total(text, "ner_engine_host_busy_seconds_total")
+    assert 0 < busy <= metric_total(text, "ner_engine_host_batch_seconds_sum")

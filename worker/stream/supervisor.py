@@ -176,7 +176,7 @@ class Supervisor:
         self.metrics_dir = self.run_dir / "metrics"
         self.metrics_dir.mkdir()
         (self.run_dir / "status").mkdir()
-        self.metrics = SupervisorMetrics(self.metrics_dir)
+        self.metrics = SupervisorMetrics(self.metrics_dir, self.process_ids)
         self.metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
         self.http = HealthServer(self.metrics.registry, health=self.health, readiness=self.readiness,
                                  host=settings.http_host, port=settings.http_port)
@@ -195,6 +195,15 @@ class Supervisor:
         self.restarts = RestartBudget()
 
     # --- probes ---------------------------------------------------------------------------
+
+    def process_ids(self) -> dict[str, int]:
+        """The pid of every process of this worker running now, by the name ``/metrics`` labels
+        its ``process_*`` series with: ``supervisor``, ``engine-host``, ``stream-<i>``."""
+        pids = {"supervisor": os.getpid()}
+        if self.host is not None and self.host.pid is not None and self.host.exit_code() is None:
+            pids["engine-host"] = self.host.pid
+        pids.update({f"stream-{member.index}": member.pid for member in self.members if member.running()})
+        return pids
 
     def readiness(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}
