@@ -4,9 +4,10 @@ The supervisor starts the engine host (``worker.engine.host``: the engine loaded
 every process's batches over a Unix socket) and waits until it is ready, then starts N stream
 processes (``worker.stream.member``), each an ordinary member of the consumer group with a
 hosted engine. It alone serves ``/metrics`` (every process's series, merged from
-prometheus_client's multiprocess files), ``/healthz`` and ``/readyz`` (true only when the engine
-host and every stream process are). With the remote engine there is no host: the model already
-runs elsewhere, and each process is its client.
+prometheus_client's multiprocess files, and every process's ``process_*`` series read from
+``/proc``, labelled ``process="supervisor"``, ``"engine-host"``, ``"stream-<i>"``), ``/healthz``
+and ``/readyz`` (true only when the engine host and every stream process are). With the remote
+engine there is no host: the model already runs elsewhere, and each process is its client.
 
 Lifecycle:
 
