@@ -17,7 +17,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.toolbox import CHART, CI_VALUES, KUBE_VERSION, only, render, run, tool, worker_container
+from tests.deploy.toolbox import (
+    CHART,
+    CI_VALUES,
+    KUBE_VERSION,
+    helm_template,
+    only,
+    render,
+    run,
+    tool,
+    worker_container,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -184,6 +194,36 @@ def test_keda_scales_the_deployment_on_the_workers_consumer_group() -> None:
     assert trigger["metadata"]["bootstrapServers"] == "kafka-bootstrap.kafka.svc:9092"
     assert trigger["metadata"]["lagThreshold"] == "5000"
     assert scaled["spec"]["maxReplicaCount"] == 12
+
+
+@pytest.mark.parametrize(("processes", "partitions", "cap"), [
+    (4, 24, 6),  # partitions / processes is below maxReplicaCount (12)
+    (4, 64, 12),  # maxReplicaCount is the lower
+    (1, 5, 5),  # one process a pod: pods against partitions
+])
+def test_keda_caps_the_replicas_at_partitions_over_stream_processes(tmp_path: Path, processes: int,
+                                                                    partitions: int, cap: int) -> None:
+    # Every stream process is a consumer-group member: replicas x processes beyond the partition
+    # count only add idle members, and KEDA's own cap counts pods.
+    values = {"config": {"processes": processes}, "autoscaling": {"keda": {"inputPartitions": partitions}}}
+    manifests = render(values_files=[CHART / "ci" / "keda-values.yaml"], values=values, tmp_path=tmp_path)
+    assert only(manifests, "ScaledObject")["spec"]["maxReplicaCount"] == cap
+    assert cap * processes <= partitions
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"config": {"processes": 4}}, "autoscaling.keda.inputPartitions: required when a pod runs 4 stream processes"),
+    ({"config": {"processes": 4}, "autoscaling": {"keda": {"inputPartitions": 3}}},
+     "autoscaling.keda.inputPartitions: 3 partitions cannot give each of a pod's 4 stream processes"),
+    # The worker derives the count from the node's cores on a GPU: the chart cannot know it.
+    ({"config": {"engine": "vllm"}, "autoscaling": {"keda": {"inputPartitions": 64}}}, "config.processes: set it"),
+    ({"config": {"processes": 4}, "autoscaling": {"keda": {"inputPartitions": 24, "minReplicaCount": 7}}},
+     "autoscaling.keda.minReplicaCount: must not exceed the replica cap, 6"),
+])
+def test_keda_refuses_values_that_cannot_cap_the_replicas(tmp_path: Path, values: dict[str, Any],
+                                                          message: str) -> None:
+    proc = helm_template(values_files=[CHART / "ci" / "keda-values.yaml"], values=values, tmp_path=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr or proc.stdout[:500]
 
 
 def test_serve_values_scale_the_front_end_on_cpu() -> None:

@@ -1,5 +1,6 @@
 """``ner-worker run`` with ``NER_PROCESSES=2`` on the real broker: two stream processes sharing
-one engine host, each an ordinary member of the group; one /metrics, /readyz and /healthz for all.
+one engine host, each an ordinary member of the group; one /metrics, /readyz and /healthz for all
+(/metrics with every process's own process_* series, labelled, and the engine host's series).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from tests.chaos.harness import expected_dead, produce, read_results, tally
 from tests.fixtures.kafka import committed_offsets, create_topics, stream_env, stream_names
+from tests.fixtures.served import metric_total
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -93,6 +95,66 @@ class TwoProcesses:
         return status, checks
 
 
+Figures = tuple[float, float, float]
+"""CPU seconds, resident bytes, start time (Unix seconds) of one process."""
+
+
+def proc_figures(pid: int) -> Figures:
+    """CPU seconds, resident bytes and start time (Unix seconds) of ``pid``, read from /proc here."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    # Summed as prometheus_client sums them, to compare floats exactly.
+    return (int(fields[11]) / ticks + int(fields[12]) / ticks, int(fields[21]) * os.sysconf("SC_PAGESIZE"),
+            int(fields[19]) / ticks + boot)
+
+
+def stream_index(pid: int) -> int:
+    arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return int(arguments[arguments.index("--index") + 1])
+
+
+def scrape_with_process_figures(worker: WorkerProcess) -> tuple[str, dict[str, Figures], dict[str, Figures]]:
+    """One scrape of /metrics, with every process's /proc figures read just before and just after."""
+    assert worker.process is not None
+    (host,) = worker.children("worker.engine.host")
+    pids = {f"stream-{stream_index(pid)}": pid for pid in worker.children("worker.stream.member")}
+    pids |= {"engine-host": host, "supervisor": worker.process.pid}
+    assert set(pids) == {"stream-1", "stream-2", "engine-host", "supervisor"}
+    before = {name: proc_figures(pid) for name, pid in pids.items()}
+    text = worker.get("/metrics")[1]
+    after = {name: proc_figures(pid) for name, pid in pids.items()}
+    return text, before, after
+
+
+def check_process_metrics(text: str, before: dict[str, Figures], after: dict[str, Figures]) -> None:
+    """Every process's own process_* series, labelled by process: its figures, not another's."""
+    for name in before:
+        labels = {"process": name}
+        cpu = metric_total(text, "process_cpu_seconds_total", labels)
+        resident = metric_total(text, "process_resident_memory_bytes", labels)
+        assert before[name][0] <= cpu <= after[name][0], (name, before[name], cpu, after[name])
+        assert resident == pytest.approx(before[name][1], rel=0.1), (name, resident, before[name][1])
+        # The start time names the pid: a figure read for another process would not match.
+        assert metric_total(text, "process_start_time_seconds", labels) == pytest.approx(before[name][2], abs=1e-6)
+        assert metric_total(text, "process_open_fds", labels) > 0
+    assert not any(line.startswith("process_cpu_seconds_total ") for line in text.splitlines())
+
+
+def check_engine_host_metrics(text: str) -> None:
+    """The engine host's own series: every stream batch reached it and was merged; nothing failed."""
+    requests = metric_total(text, "ner_engine_host_requests_total")
+    assert requests >= 1
+    assert metric_total(text, "ner_engine_host_batch_requests_sum") == requests
+    assert 1 <= metric_total(text, "ner_engine_host_batch_requests_count") <= requests
+    assert metric_total(text, "ner_engine_host_batch_tokens_sum") >= metric_total(text, "ner_tokens_processed_total")
+    assert metric_total(text, "ner_engine_host_failed_requests_total") == 0
+    assert metric_total(text, "ner_engine_host_inflight_requests") == 0
+    busy = metric_total(text, "ner_engine_host_busy_seconds_total")
+    assert 0 < busy <= metric_total(text, "ner_engine_host_batch_seconds_sum")
+
+
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_two_processes_share_the_partitions_and_drain_and_commit_on_sigterm(
         kafka_bootstrap: str, tmp_path: Path, delivery: str) -> None:
@@ -111,6 +173,10 @@ def test_two_processes_share_the_partitions_and_drain_and_commit_on_sigterm(
                  "both stream processes own partitions", worker)
         asyncio.run(produce(kafka_bootstrap, run.names["in"], DOCUMENTS, PARTITIONS))
         wait_for(lambda: run.acknowledged() >= DOCUMENTS, "every record published or dead-lettered", worker)
+        # One endpoint, every process's own figures, labelled (with /proc read around the scrape).
+        text, before, after = scrape_with_process_figures(worker)
+        check_process_metrics(text, before, after)
+        check_engine_host_metrics(text)
         if delivery == "at-least-once":
             assert not any(run.committed().values()), "nothing is committed before the drain"
         received = worker.metric("ner_records_received_total")

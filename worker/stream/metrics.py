@@ -11,6 +11,7 @@ latest value written (its owner changes with rebalances), the last progress is t
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
@@ -93,17 +94,19 @@ class WorkerMetrics(EngineMetrics):
 
 
 class SupervisorMetrics:
-    """``/metrics`` of a multi-process ``run``: every stream process's series, merged from the
-    multiprocess files in ``multiprocess_dir``, plus the supervisor's own.
+    """``/metrics`` of a multi-process ``run``: every child's series (stream processes, engine
+    host), merged from the multiprocess files in ``multiprocess_dir``, plus the supervisor's own.
 
-    The ``Info`` and the process metrics (``process_*``, ``python_*``) are the supervisor's:
-    prometheus_client's multiprocess mode carries neither (stream processes keep theirs unexported).
+    The process metrics (``process_*``) are every process's, read from ``/proc`` at scrape time
+    for the pids ``processes`` names (``{name: pid}``) and labelled ``process="<name>"``:
+    prometheus_client's multiprocess mode carries none. The ``Info`` and the ``python_*`` series
+    are the supervisor's.
     """
 
-    def __init__(self, multiprocess_dir: Path) -> None:
+    def __init__(self, multiprocess_dir: Path, processes: Callable[[], dict[str, int]]) -> None:
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
-        self.info = process_metrics(self.registry)
+        self.info = process_metrics(self.registry, processes)
         self.processes = Gauge("ner_stream_processes", "Stream processes running.", registry=self.registry)
         self.restarts = Counter(
             "ner_stream_process_restarts_total", "Stream processes restarted after they died.", registry=self.registry

@@ -4,9 +4,10 @@ The supervisor starts the engine host (``worker.engine.host``: the engine loaded
 every process's batches over a Unix socket) and waits until it is ready, then starts N stream
 processes (``worker.stream.member``), each an ordinary member of the consumer group with a
 hosted engine. It alone serves ``/metrics`` (every process's series, merged from
-prometheus_client's multiprocess files), ``/healthz`` and ``/readyz`` (true only when the engine
-host and every stream process are). With the remote engine there is no host: the model already
-runs elsewhere, and each process is its client.
+prometheus_client's multiprocess files, and every process's ``process_*`` series read from
+``/proc``, labelled ``process="supervisor"``, ``"engine-host"``, ``"stream-<i>"``), ``/healthz``
+and ``/readyz`` (true only when the engine host and every stream process are). With the remote
+engine there is no host: the model already runs elsewhere, and each process is its client.
 
 Lifecycle:
 
@@ -176,7 +177,7 @@ class Supervisor:
         self.metrics_dir = self.run_dir / "metrics"
         self.metrics_dir.mkdir()
         (self.run_dir / "status").mkdir()
-        self.metrics = SupervisorMetrics(self.metrics_dir)
+        self.metrics = SupervisorMetrics(self.metrics_dir, self.process_ids)
         self.metrics.info.info({"version": __version__, "engine": settings.engine, "model": settings.model})
         self.http = HealthServer(self.metrics.registry, health=self.health, readiness=self.readiness,
                                  host=settings.http_host, port=settings.http_port)
@@ -195,6 +196,15 @@ class Supervisor:
         self.restarts = RestartBudget()
 
     # --- probes ---------------------------------------------------------------------------
+
+    def process_ids(self) -> dict[str, int]:
+        """The pid of every process of this worker running now, by the name ``/metrics`` labels
+        its ``process_*`` series with: ``supervisor``, ``engine-host``, ``stream-<i>``."""
+        pids = {"supervisor": os.getpid()}
+        if self.host is not None and self.host.pid is not None and self.host.exit_code() is None:
+            pids["engine-host"] = self.host.pid
+        pids.update({f"stream-{member.index}": member.pid for member in self.members if member.running()})
+        return pids
 
     def readiness(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}

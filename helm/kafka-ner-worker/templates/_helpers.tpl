@@ -103,6 +103,58 @@ Kubernetes never kills a worker that is still committing.
 {{- add (ceil .Values.config.drainTimeoutS | int) .Values.terminationGracePeriodExtraSeconds -}}
 {{- end -}}
 
+{{/*
+Stream processes per pod, as the worker will run them: config.processes, or the count the worker
+derives where the chart can know it (1: the hf engine on a CPU); empty where the worker derives
+it from the node's cores (an engine on a GPU, the remote engine), which the chart cannot see.
+*/}}
+{{- define "kafka-ner-worker.streamProcesses" -}}
+{{- $config := .Values.config -}}
+{{- if gt (int $config.processes) 0 -}}
+{{- int $config.processes -}}
+{{- else if and (eq $config.engine "hf") (or (eq $config.device "cpu") (and (eq $config.device "auto") (eq (int .Values.gpu.count) 0))) -}}
+1
+{{- end -}}
+{{- end -}}
+
+{{/*
+KEDA's replica cap. Every stream process is a member of the consumer group and a partition has
+one member, so pods beyond partitions / processes per pod only add idle members. KEDA's own cap
+(allowIdleConsumers: false) counts pods against partitions, which is right for one process a
+pod only: with more, the chart caps maxReplicaCount at autoscaling.keda.inputPartitions /
+processes. (validate checks that the values allow a cap.)
+*/}}
+{{- define "kafka-ner-worker.kedaMaxReplicaCount" -}}
+{{- $keda := .Values.autoscaling.keda -}}
+{{- $partitions := int (default 0 $keda.inputPartitions) -}}
+{{- $processes := int (default 0 (include "kafka-ner-worker.streamProcesses" .)) -}}
+{{- if and (gt $partitions 0) (gt $processes 0) -}}
+{{- min (int $keda.maxReplicaCount) (div $partitions $processes) -}}
+{{- else -}}
+{{- int $keda.maxReplicaCount -}}
+{{- end -}}
+{{- end -}}
+
+{{/* KEDA's values against the stream processes per pod: see kafka-ner-worker.kedaMaxReplicaCount. */}}
+{{- define "kafka-ner-worker.validateKeda" -}}
+{{- $keda := .Values.autoscaling.keda -}}
+{{- $processes := include "kafka-ner-worker.streamProcesses" . -}}
+{{- $partitions := int (default 0 $keda.inputPartitions) -}}
+{{- if not $processes -}}
+{{- fail (printf "config.processes: set it with autoscaling.keda.enabled and the %s engine%s: KEDA's replica cap is the input topic's partitions / stream processes per pod, and the worker derives the count from the node's cores, which the chart cannot know" .Values.config.engine (ternary " on a GPU" "" (ne .Values.config.engine "remote"))) -}}
+{{- end -}}
+{{- if and (gt (int $processes) 1) (eq $partitions 0) -}}
+{{- fail (printf "autoscaling.keda.inputPartitions: required when a pod runs %s stream processes (config.processes): the partition count of config.inputTopic, to cap the replicas at partitions / %s (KEDA's own cap counts pods, not processes; members beyond the partitions sit idle)" $processes $processes) -}}
+{{- end -}}
+{{- if and (gt $partitions 0) (lt $partitions (int $processes)) -}}
+{{- fail (printf "autoscaling.keda.inputPartitions: %d partitions cannot give each of a pod's %s stream processes (config.processes) one; lower config.processes or add partitions" $partitions $processes) -}}
+{{- end -}}
+{{- $cap := int (include "kafka-ner-worker.kedaMaxReplicaCount" .) -}}
+{{- if gt (int $keda.minReplicaCount) $cap -}}
+{{- fail (printf "autoscaling.keda.minReplicaCount: must not exceed the replica cap, %d (autoscaling.keda.maxReplicaCount, or inputPartitions / config.processes when lower)" $cap) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Settings the chart derives itself; setting them in `config` too would be ambiguous. */}}
 {{- define "kafka-ner-worker.validate" -}}
 {{- $tls := .Values.secrets.tls -}}
@@ -140,8 +192,8 @@ Kubernetes never kills a worker that is still committing.
 {{- fail (printf "extraEnv[%d].name: %s is a worker setting; set config.%s instead" $i $var.name ($var.name | trimPrefix "NER_" | lower | camelcase | untitle)) -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.autoscaling.keda.enabled (gt (int .Values.autoscaling.keda.minReplicaCount) (int .Values.autoscaling.keda.maxReplicaCount)) -}}
-{{- fail "autoscaling.keda.minReplicaCount: must not exceed autoscaling.keda.maxReplicaCount" -}}
+{{- if and .Values.autoscaling.keda.enabled (eq .Values.mode "run") -}}
+{{- include "kafka-ner-worker.validateKeda" . -}}
 {{- end -}}
 {{- end -}}
 

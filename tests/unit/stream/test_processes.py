@@ -107,7 +107,7 @@ def test_supervisor_metrics_merge_every_stream_process(tmp_path: Path) -> None:
     # process is; -W error: a label removal (unsupported there) would fail it.
     _stream_process(tmp_path, 70, 5, 900, 1)  # owned partition 0, then lost it
     _stream_process(tmp_path, 30, 2, 40, 0)  # owns it now (wrote later)
-    metrics = SupervisorMetrics(tmp_path)
+    metrics = SupervisorMetrics(tmp_path, lambda: {"supervisor": os.getpid()})
     metrics.info.info({"version": "x"})
     text = generate_latest(metrics.registry).decode()
     assert metric_total(text, "ner_records_received_total") == 100
@@ -115,8 +115,45 @@ def test_supervisor_metrics_merge_every_stream_process(tmp_path: Path) -> None:
     assert metric_total(text, "ner_inflight_records") == 7
     assert metric_total(text, "ner_consumer_lag_records", {"partition": "0"}) == 40  # the owner's, not the sum
     assert 'ner_worker_info{version="x"} 1.0' in text
-    assert "process_cpu_seconds_total" in text
+    assert metric_total(text, "process_cpu_seconds_total", {"process": "supervisor"}) > 0
     assert "pid=" not in text  # every gauge merges over processes
+
+
+_HOLDS_64_MIB = ("import sys; block = bytearray(64 << 20); sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+                 "sys.stdin.read()")
+
+
+def _proc_figures(pid: int) -> tuple[float, float]:
+    """CPU seconds and resident bytes of ``pid``, read from /proc here (not by the code under test)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[21]) * os.sysconf("SC_PAGESIZE")
+
+
+def test_process_metrics_of_several_processes_are_labelled_by_process(tmp_path: Path) -> None:
+    # A real child holding 64 MiB: its series must be its own, not the scraping process's.
+    child = subprocess.Popen([sys.executable, "-c", _HOLDS_64_MIB], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        ended = subprocess.Popen([sys.executable, "-c", "pass"])
+        ended.wait()  # a pid that no longer runs contributes nothing (and fails nothing)
+        pids = {"supervisor": os.getpid(), "stream-1": child.pid, "stream-2": ended.pid}
+        text = generate_latest(SupervisorMetrics(tmp_path, lambda: pids).registry).decode()
+        cpu, resident = _proc_figures(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert text.count("# TYPE process_resident_memory_bytes gauge") == 1  # one family, labelled samples
+    assert metric_total(text, "process_resident_memory_bytes", {"process": "stream-1"}) == pytest.approx(
+        resident, rel=0.05)
+    assert resident > 64 << 20
+    assert metric_total(text, "process_cpu_seconds_total", {"process": "stream-1"}) == pytest.approx(cpu, abs=0.05)
+    own = metric_total(text, "process_resident_memory_bytes", {"process": "supervisor"})
+    assert own > 0 and own != metric_total(text, "process_resident_memory_bytes", {"process": "stream-1"})
+    for family in ("process_open_fds", "process_max_fds", "process_start_time_seconds",
+                   "process_virtual_memory_bytes"):
+        assert metric_total(text, family, {"process": "stream-1"}) > 0, family
+    assert 'process="stream-2"' not in text
+    assert "\nprocess_cpu_seconds_total " not in text  # no unlabelled sample beside the labelled ones
 
 
 def _supervise(monkeypatch: pytest.MonkeyPatch, program: str, tmp_path: Path) -> int:

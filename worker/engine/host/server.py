@@ -27,6 +27,7 @@ from worker.engine.base import Engine, EngineError, WindowScores
 from worker.engine.host.connection import FrameConnection
 from worker.engine.host.facts import EngineFacts
 from worker.engine.host.merge import Merger, Request
+from worker.engine.host.metrics import HostMetrics
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class EngineHost:
         self.socket_path = socket_path
         self.facts = EngineFacts.of(engine)
         self.stats = HostStats()
+        self.metrics = HostMetrics()
         self._merger = Merger(max_batch_tokens, max_wait_s)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._health_interval_s = health_interval_s
@@ -145,17 +147,23 @@ class EngineHost:
             self.refuse(client, f"a client sends requests and stats questions, not {wire.KINDS[frame.kind]} frames")
             return
         self.stats.requests += 1
+        self.metrics.requests.inc()
         try:
             lengths, ids = wire.unpack_windows(frame.payload)
             self._check(lengths, ids)
         except wire.WireError as exc:
             self.stats.refused_frames += 1
             self.stats.failed_requests += 1
+            self.metrics.failed_requests.inc()
             client.send(wire.ERROR, frame.request_id, f"a bad request: {exc}".encode())
             return
         request_id = frame.request_id
+        self.metrics.inflight_requests.inc()
 
-        def reply(kind: int, payload: bytes) -> None:
+        def reply(kind: int, payload: bytes) -> None:  # once per request: its rows or an error
+            self.metrics.inflight_requests.dec()
+            if kind == wire.ERROR:
+                self.metrics.failed_requests.inc()
             client.send(kind, request_id, payload)
 
         request = Request(lengths, ids, reply, asyncio.get_running_loop().time())
@@ -189,9 +197,11 @@ class EngineHost:
         windows = [window for request in batch for window in request.windows()]
         self.stats.batches += 1
         self.stats.windows += len(windows)
-        self.stats.tokens += sum(request.tokens for request in batch)
+        tokens = sum(request.tokens for request in batch)
+        self.stats.tokens += tokens
         try:
-            scores = await self.engine.classify(windows)
+            with self.metrics.batch_on_engine(len(batch), tokens):
+                scores = await self.engine.classify(windows)
             if len(scores) != len(windows):
                 raise EngineError(f"the engine answered {len(scores)} windows for {len(windows)}")
         except Exception as exc:  # never lost: every request is answered, with its rows or an error
