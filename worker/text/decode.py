@@ -18,11 +18,9 @@ from typing import Literal, NotRequired, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import BEST_ONLY_STRATEGIES, WORD_STRATEGIES, spans_of_sequences
+from worker.text.aggregate import BEST_ONLY_STRATEGIES, WORD_STRATEGIES, ClassArray, spans_of_sequences
 from worker.text.batch import TokenBatch
-from worker.text.characters import is_space
-from worker.text.graphemes import FIRST_JOINER as _FIRST_JOINER
-from worker.text.graphemes import ZWJ as _ZWJ
+from worker.text.characters import MAY_JOIN, SPACE, ZERO_WIDTH_JOINER, edge_flags
 from worker.text.graphemes import whole_characters
 from worker.text.kinds import Aggregation, ScoreKind
 from worker.text.schemes import OUTSIDE, LabelScheme, LabelSchemeError, parse_scheme
@@ -34,6 +32,10 @@ __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
 WindowMerge = Literal["context", "longest"]
 WordRules = Literal["default", "pipeline"]
 _STRATEGIES = ("none", "simple", "first", "average", "max")
+# Which flags of the code points before a span, at its first, at its last and after it call for
+# a close look (see finalize_spans).
+_CAREFUL_FLAGS = np.array([ZERO_WIDTH_JOINER, SPACE | MAY_JOIN, SPACE | ZERO_WIDTH_JOINER, MAY_JOIN],
+                          dtype=np.uint8)[:, None]
 
 
 class Entity(TypedDict):
@@ -134,7 +136,7 @@ class EntityDecoder:
             starts_of_words = batch.word_starts(pipeline_rules=self.word_rules == "pipeline")
         spans = spans_of_sequences(
             tokens,
-            batch.sequence_of,
+            batch.sequence_start,
             starts_of_words,
             strategy=self.aggregation,
             scheme=self.scheme,
@@ -186,7 +188,7 @@ def _rows_by_document(documents: Sequence[EncodedText]) -> list[slice]:
 class Found:
     """Spans placed in their documents' texts (offsets not yet cleaned)."""
 
-    classes: npt.NDArray[np.intp]
+    classes: ClassArray
     scores: npt.NDArray[np.float32]
     documents: npt.NDArray[np.intp]
     starts: npt.NDArray[np.int64]
@@ -242,11 +244,13 @@ def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str]) -> lis
     starts, ends = found.starts, found.ends
     # Most spans need none of the above: find, in one pass over all documents, those that might.
     # The batch's code points keep a 0 (not a space, not a joiner) before and after every text.
+    # The code points before the span, its first, its last and the one after it, in one lookup:
+    # a joiner before, whitespace or a possible joiner first, whitespace or a joiner last, or a
+    # possible joiner after makes the span one to look at closely.
     base = batch.text_base[found.documents]
-    points = batch.points
-    first, last, after = points[base + starts], points[base + ends - 1], points[base + ends]
-    joiner_near = (first >= _FIRST_JOINER) | (after >= _FIRST_JOINER) | (points[base + starts - 1] == _ZWJ)
-    careful = (ends <= starts) | joiner_near | (last == _ZWJ) | is_space(first) | is_space(last)
+    at_start, at_end = base + starts, base + ends
+    flags = edge_flags(batch.points[np.concatenate((at_start - 1, at_start, at_end - 1, at_end))])
+    careful = (flags.reshape(4, -1) & _CAREFUL_FLAGS).any(axis=0) | (ends <= starts)
     labels = [names[c] for c in found.classes.tolist()]
     columns = found.documents.tolist(), labels, found.scores.tolist(), starts.tolist(), ends.tolist(), careful.tolist()
     previous_document, previous_end, text, entities = -1, 0, "", results[0]

@@ -67,7 +67,8 @@ def stack(window_scores: Sequence[WindowScores], *, logits: bool) -> Stacked:
         rows = concatenate(matrices, np.float32)
         return Stacked(softmax(rows) if logits else rows, None)
     best = [s if isinstance(s, BestLabels) else BestLabels.of(softmax(s) if logits else s) for s in window_scores]
-    classes = concatenate([b.classes for b in best], np.intp).astype(np.intp, copy=False)
+    # Class ids keep the engine's narrow type (uint8 for most models): they only index lookups.
+    classes = concatenate([b.classes for b in best], np.intp)
     return Stacked(None, BestLabels(classes, concatenate([b.scores for b in best], np.float32)))
 
 
