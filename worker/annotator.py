@@ -129,8 +129,10 @@ class Annotator:
                  scores: Sequence[WindowScores]) -> list[list[Entity] | Rejection]:
         """Each document's entities as the output carries them (``controls`` applied), or why not:
         ``scores`` are the engine's for every window of every document, in order."""
+        # Where the output controls only round scores, the decoder rounds them for the whole batch.
+        digits = self.controls.rounding_only
         try:
-            decoded = self.decoder.decode_batch(documents, scores)
+            decoded = self.decoder.decode_batch(documents, scores, score_digits=digits)
         except ValueError as exc:  # scores that fit no document of the batch (an engine bug): all unusable
             decoded = [exc] * len(documents)
         results: list[list[Entity] | Rejection] = []
@@ -139,7 +141,7 @@ class Annotator:
             if isinstance(outcome, ValueError):  # e.g. NaN scores: this record is unusable, the stream goes on
                 results.append(Rejection(DECODE_FAILED, f"the engine's scores cannot be decoded: {outcome}"))
                 continue
-            entities = apply(outcome)
+            entities = outcome if digits is not None else apply(outcome)
             if isinstance(document.encoding, JoinedWords):
                 _add_word_indices(entities, document.encoding)
             if len(entities) > limit:

@@ -24,7 +24,7 @@ from worker.text.characters import MAY_JOIN, SPACE, ZERO_WIDTH_JOINER, edge_flag
 from worker.text.graphemes import whole_characters
 from worker.text.kinds import Aggregation, ScoreKind
 from worker.text.schemes import OUTSIDE, LabelScheme, LabelSchemeError, parse_scheme
-from worker.text.scores import BestLabels, Stacked, WindowScores, stack
+from worker.text.scores import BestLabels, Stacked, WindowScores, round_scores, stack
 from worker.text.tokenize import EncodedText
 
 __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
@@ -90,11 +90,13 @@ class EntityDecoder:
         return result
 
     def decode_batch(
-        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]
+        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], *,
+        score_digits: int | None = None,
     ) -> list[list[Entity] | ValueError]:
         """Entities of each document, in text order, or the ``ValueError`` that says why its scores
         cannot be decoded (a caller or engine bug; the other documents are decoded all the same).
-        ``window_scores`` scores every window of every document, in order."""
+        ``window_scores`` scores every window of every document, in order. ``score_digits``:
+        each score rounded as ``round(score, score_digits)`` rounds it (in one pass for the batch)."""
         windows = sum(len(doc.windows) for doc in documents)
         if len(window_scores) != windows:
             raise ValueError(f"{len(window_scores)} score matrices for {windows} windows")
@@ -102,16 +104,17 @@ class EntityDecoder:
             return []
         problems = self._shape_problems(documents, window_scores)
         if any(problems):
-            return self._decode_valid(documents, window_scores, problems)
+            return self._decode_valid(documents, window_scores, problems, score_digits)
         stacked = stack(window_scores, logits=self.scores == "logits")
         labels = self.scheme.num_labels
         if stacked.problem(labels):  # one pass over the whole batch's scores; then find whose they are
             problems = [stacked.problem(labels, rows) for rows in _rows_by_document(documents)]
-            return self._decode_valid(documents, window_scores, problems)
-        return list(self._decode(documents, stacked))
+            return self._decode_valid(documents, window_scores, problems, score_digits)
+        return list(self._decode(documents, stacked, score_digits))
 
     def _decode_valid(
-        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], problems: list[str]
+        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], problems: list[str],
+        score_digits: int | None,
     ) -> list[list[Entity] | ValueError]:
         """The documents without a problem decoded; the others get their problem as the error."""
         valid: list[int] = []
@@ -123,12 +126,13 @@ class EntityDecoder:
                 valid_scores.extend(window_scores[position : position + len(doc.windows)])
             position += len(doc.windows)
         results: list[list[Entity] | ValueError] = [ValueError(problem) for problem in problems]
-        decoded = self.decode_batch([documents[i] for i in valid], valid_scores)
+        decoded = self.decode_batch([documents[i] for i in valid], valid_scores, score_digits=score_digits)
         for index, entities in zip(valid, decoded, strict=True):
             results[index] = entities
         return results
 
-    def _decode(self, documents: Sequence[EncodedText], stacked: Stacked) -> list[list[Entity]]:
+    def _decode(self, documents: Sequence[EncodedText], stacked: Stacked,
+                score_digits: int | None) -> list[list[Entity]]:
         batch = TokenBatch.of(documents, per_window=self._per_window)
         tokens = batch.token_scores(stacked)
         starts_of_words = None
@@ -147,7 +151,7 @@ class EntityDecoder:
         if batch.windowed_documents:
             found = found.take(longest_of_overlapping(found, batch.windowed_documents))
         names = self.scheme.labels if self.aggregation == "none" else self.scheme.types
-        return finalize_spans(batch, found, names)
+        return finalize_spans(batch, found, names, score_digits)
 
     def _per_window(self, encoded: EncodedText) -> bool:
         """The reference pipeline's stride merge: each window decoded alone (see
@@ -231,7 +235,8 @@ def longest_of_overlapping(found: Found, windowed: Collection[int]) -> npt.NDArr
     return np.array(kept_all, dtype=np.intp)
 
 
-def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str]) -> list[list[Entity]]:
+def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str],
+                   score_digits: int | None = None) -> list[list[Entity]]:
     """Each document's entities with clean spans, in this order: a span is widened so that it
     never separates a character from the marks joined to it (``graphemes``), an entity that would
     overlap the previous one starts where that one ends (two byte-level pieces of one character
@@ -252,7 +257,8 @@ def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str]) -> lis
     flags = edge_flags(batch.points[np.concatenate((at_start - 1, at_start, at_end - 1, at_end))])
     careful = (flags.reshape(4, -1) & _CAREFUL_FLAGS).any(axis=0) | (ends <= starts)
     labels = [names[c] for c in found.classes.tolist()]
-    columns = found.documents.tolist(), labels, found.scores.tolist(), starts.tolist(), ends.tolist(), careful.tolist()
+    scores = found.scores.tolist() if score_digits is None else round_scores(found.scores, score_digits)
+    columns = found.documents.tolist(), labels, scores, starts.tolist(), ends.tolist(), careful.tolist()
     previous_document, previous_end, text, entities = -1, 0, "", results[0]
     for document, label, score, start, end, slow in zip(*columns, strict=True):
         if document != previous_document:

@@ -79,6 +79,22 @@ def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return result
 
 
+def round_scores(scores: npt.NDArray[np.float32], digits: int) -> list[float]:
+    """``[round(float(score), digits) for score in scores]``, in one pass where that gives the
+    very same floats: a float32 times ``10**digits`` (at most 29 bits for ``digits`` <= 12) is
+    exact in float64, so ``rint`` rounds the exact value half to even, as ``round`` does; and
+    the integer over ``10**digits`` is correctly rounded, as ``round``'s result is the double
+    nearest its decimal."""
+    if scores.dtype != np.float32 or not 0 <= digits <= _EXACT_DIGITS:
+        return [round(score, digits) for score in scores.tolist()]
+    scale = 10.0**digits
+    rounded: list[float] = (np.rint(scores.astype(np.float64) * scale) / scale).tolist()
+    return rounded
+
+
+_EXACT_DIGITS = 12
+
+
 def concatenate(parts: Sequence[npt.NDArray[Any]], dtype: type[_Scalar]) -> npt.NDArray[_Scalar]:
     if not parts:
         return np.zeros(0, dtype=dtype)
