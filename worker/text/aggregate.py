@@ -89,18 +89,37 @@ def spans_of_sequences(
     count = len(tokens.classes)
     if count == 0:
         return _no_spans()
-    if strategy == "none":
-        keep = np.flatnonzero(~ignored_labels[tokens.classes])
-        return Spans(tokens.classes[keep], tokens.scores[keep], keep, keep)
     if strategy not in WORD_STRATEGIES:
-        return _group(tokens.classes, tokens.scores, None, None, sequence_start, scheme, ignored_types)
+        kept = np.flatnonzero(kept_classes(strategy, scheme, ignored_labels, ignored_types)[tokens.classes])
+        return spans_of_kept_tokens(kept, tokens.classes[kept], tokens.scores[kept], sequence_start[kept],
+                                    strategy=strategy, scheme=scheme)
     if word_start is None:
         raise ValueError(f"aggregation {strategy!r} needs word boundaries")
     words = word_start | sequence_start  # a sequence (or window) always opens a word, as in the pipeline
     firsts = np.flatnonzero(words)
     lasts = np.append(firsts[1:] - 1, count - 1)
     classes, scores = _fuse_words(tokens, words, firsts, strategy)
-    return _group(classes, scores, firsts, lasts, sequence_start[firsts], scheme, ignored_types)
+    kept = np.flatnonzero(~ignored_types[scheme.type_of][classes])
+    spans = _group(kept, classes[kept], scores[kept], sequence_start[firsts][kept], scheme)
+    return Spans(spans.classes, spans.scores, firsts[spans.first_tokens], lasts[spans.last_tokens])
+
+
+def kept_classes(strategy: Aggregation, scheme: LabelScheme, ignored_labels: BoolArray,
+                 ignored_types: BoolArray) -> BoolArray:
+    """By class id: whether a token of that class can be part of an entity (``none`` filters on
+    the full label, the grouping strategies on the entity type)."""
+    kept: BoolArray = ~ignored_labels if strategy == "none" else ~ignored_types[scheme.type_of]
+    return kept
+
+
+def spans_of_kept_tokens(tokens: IndexArray, classes: ClassArray, scores: FloatArray, opens: BoolArray, *,
+                         strategy: Aggregation, scheme: LabelScheme) -> Spans:
+    """Entities of the token-level strategies (``none``, ``simple``) from the tokens of kept
+    classes alone (``kept_classes``), in order, each with its class, score and whether it is the
+    first of its sequence: the others never reach an entity and never join one."""
+    if strategy == "none":
+        return Spans(classes, scores, tokens, tokens)
+    return _group(tokens, classes, scores, opens, scheme)
 
 
 def _fuse_words(
@@ -125,38 +144,23 @@ def _fuse_words(
     return word_classes, word_scores.astype(np.float32)
 
 
-def _group(
-    classes: ClassArray,
-    scores: FloatArray,
-    first_tokens: IndexArray | None,
-    last_tokens: IndexArray | None,
-    opens: BoolArray,
-    scheme: LabelScheme,
-    ignored_types: BoolArray,
-) -> Spans:
-    """Items (tokens or words, each from its first to its last token; None: the items are the
-    tokens) grouped into entities. ``opens`` marks items that always open a group.
-
-    Items of an ignored type never reach an entity and always differ in type from their
-    neighbours of a kept type, so after one pass that finds the items of kept types (a few in
-    most texts) everything works on those alone: a kept item opens a group unless it follows a
-    kept item right next to it that its class continues (``LabelScheme.continues``)."""
-    kept = np.flatnonzero(~ignored_types[scheme.type_of][classes])
-    if not len(kept):
+def _group(items: IndexArray, classes: ClassArray, scores: FloatArray, opens: BoolArray, scheme: LabelScheme) -> Spans:
+    """Items (tokens or words) of kept types, in order, grouped into entities; ``opens`` marks
+    items that always open a group. An item of an ignored type always differs in type from its
+    neighbours of a kept type, so the kept items are all there is to look at: a kept item opens
+    a group unless it comes right after a kept item whose group its class continues
+    (``LabelScheme.continues``). Returns the groups' first and last items."""
+    if not len(items):
         return _no_spans()
-    held = classes[kept]
-    starts = opens[kept]
-    if len(kept) > 1:
-        starts[1:] |= (kept[1:] != kept[:-1] + 1) | ~scheme.continues[held[:-1], held[1:]]
+    starts = opens.copy()
+    if len(items) > 1:
+        starts[1:] |= (items[1:] != items[:-1] + 1) | ~scheme.continues[classes[:-1], classes[1:]]
     starts[0] = True
     firsts = np.flatnonzero(starts)
-    lasts = np.append(firsts[1:] - 1, len(kept) - 1)
-    sizes = np.diff(np.append(firsts, len(kept))).astype(np.float32)
-    means = (np.add.reduceat(scores[kept], firsts) / sizes).astype(np.float32)
-    first_items, last_items = kept[firsts], kept[lasts]
-    if first_tokens is not None and last_tokens is not None:
-        first_items, last_items = first_tokens[first_items], last_tokens[last_items]
-    return Spans(scheme.type_of[held[firsts]].astype(np.intp), means, first_items, last_items)
+    lasts = np.append(firsts[1:] - 1, len(items) - 1)
+    sizes = np.diff(np.append(firsts, len(items))).astype(np.float32)
+    means = (np.add.reduceat(scores, firsts) / sizes).astype(np.float32)
+    return Spans(scheme.type_of[classes[firsts]].astype(np.intp), means, items[firsts], items[lasts])
 
 
 def _no_spans() -> Spans:

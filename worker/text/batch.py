@@ -16,12 +16,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import IndexArray, TokenScores
+from worker.text.aggregate import ClassArray, IndexArray, TokenScores
 from worker.text.characters import code_points
-from worker.text.scores import Stacked, concatenate
+from worker.text.scores import BestLabels, Stacked, concatenate
 from worker.text.tokenize import EncodedText
 from worker.text.windows import merged_rows
 from worker.text.words import word_starts
+
+
+@dataclass(frozen=True, slots=True)
+class KeptTokens:
+    """Tokens of a batch whose best class is of interest, in order, with their class and score."""
+
+    tokens: IndexArray
+    classes: ClassArray
+    scores: npt.NDArray[np.float32]
+    opens: npt.NDArray[np.bool_]
+    """The token is the first of its sequence."""
+
 
 _SEPARATOR = "\0"  # between texts, so that a read just outside any text finds 0: not a space, not a joiner
 Int64Array = npt.NDArray[np.int64]
@@ -41,12 +53,15 @@ class TokenBatch:
     sequence_length: Int64Array
     sequence_base: Int64Array
     """Index of each sequence's first token in the batch."""
-    sequence_start: npt.NDArray[np.bool_]
-    """Per token of the batch: whether it is the first of its sequence."""
-    rows: IndexArray
-    """Per token: its row in the window score matrices stacked in order."""
+    first_rows: Int64Array
+    """Row of each sequence's first token in the stacked window scores (where its rows follow
+    one another; see ``merged``)."""
+    merged: dict[int, IndexArray]
+    """Rows of the sequences whose windows are merged per token."""
     windowed_documents: frozenset[int]
     """Documents whose windows are separate sequences."""
+    one_window_each: bool
+    """Every document has one window: each sequence is a document, its rows follow one another."""
     _lazy: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
@@ -56,9 +71,10 @@ class TokenBatch:
         text_lengths = np.fromiter(map(len, texts), dtype=np.int64, count=count)
         text_base = np.cumsum(text_lengths + 1) - text_lengths
         points = code_points(_SEPARATOR + _SEPARATOR.join(texts) + _SEPARATOR)
-        if all(len(doc.windows) == 1 for doc in documents):
-            # Every document one window (the common case): arrays straight from the documents,
-            # no Python step per document beyond reading three numbers of each.
+        one_window_each = all(len(doc.windows) == 1 for doc in documents)
+        if one_window_each:
+            # The common case: arrays straight from the documents, no Python step per document
+            # beyond reading three numbers of each.
             window_tokens = np.fromiter((doc.window_tokens for doc in documents), dtype=np.int64, count=count)
             lengths = np.fromiter((doc.num_tokens for doc in documents), dtype=np.int64, count=count)
             content_offset = np.fromiter((doc.content_offset for doc in documents), dtype=np.int64, count=count)
@@ -70,13 +86,6 @@ class TokenBatch:
         else:
             sequence_document, sequence_first, lengths, first_rows, merged, windowed = _sequences(documents,
                                                                                                     per_window)
-        sequence_base = np.cumsum(lengths) - lengths
-        total = int(lengths.sum())
-        rows = np.repeat(first_rows - sequence_base, lengths) + np.arange(total)
-        for sequence, sequence_rows in merged.items():
-            rows[sequence_base[sequence] : sequence_base[sequence] + lengths[sequence]] = sequence_rows
-        sequence_start = np.zeros(total, dtype=bool)
-        sequence_start[sequence_base[lengths > 0]] = True
         return TokenBatch(
             documents=documents,
             texts=texts,
@@ -85,11 +94,48 @@ class TokenBatch:
             document_of_sequence=sequence_document,
             sequence_first=sequence_first,
             sequence_length=lengths,
-            sequence_base=sequence_base,
-            sequence_start=sequence_start,
-            rows=rows.astype(np.intp, copy=False),
+            sequence_base=np.cumsum(lengths) - lengths,
+            first_rows=first_rows,
+            merged=merged,
             windowed_documents=frozenset(windowed),
+            one_window_each=one_window_each,
         )
+
+    @property
+    def rows(self) -> IndexArray:
+        """Per token: its row in the window score matrices stacked in order."""
+        rows: IndexArray | None = self._lazy.get("rows")
+        if rows is None:
+            lengths, base = self.sequence_length, self.sequence_base
+            rows = np.repeat(self.first_rows - base, lengths) + np.arange(int(lengths.sum()))
+            for sequence, sequence_rows in self.merged.items():
+                rows[base[sequence] : base[sequence] + lengths[sequence]] = sequence_rows
+            rows = self._lazy["rows"] = rows.astype(np.intp, copy=False)
+        return rows
+
+    @property
+    def sequence_start(self) -> npt.NDArray[np.bool_]:
+        """Per token of the batch: whether it is the first of its sequence."""
+        starts: npt.NDArray[np.bool_] | None = self._lazy.get("sequence_start")
+        if starts is None:
+            starts = self._lazy["sequence_start"] = np.zeros(int(self.sequence_length.sum()), dtype=bool)
+            starts[self.sequence_base[self.sequence_length > 0]] = True
+        return starts
+
+    def kept_tokens(self, best: BestLabels, kept: npt.NDArray[np.bool_]) -> KeptTokens:
+        """The tokens whose best class is ``kept`` (a lookup by class id), found in one pass over
+        the stacked rows themselves, without a row per token: only where every document has one
+        window (``one_window_each``), so each row is one token's or a special token's."""
+        assert self.one_window_each
+        found = np.flatnonzero(kept[best.classes])
+        window_base = self.first_rows - self.sequence_base  # a document's rows minus its first token's index
+        document = np.searchsorted(self.first_rows, found, side="right") - 1
+        token = found - window_base[np.maximum(document, 0)]
+        first = self.sequence_base[np.maximum(document, 0)]
+        content = (document >= 0) & (token >= first) & (token < first + self.sequence_length[np.maximum(document, 0)])
+        rows, tokens = found[content], token[content]
+        return KeptTokens(tokens.astype(np.intp, copy=False), best.classes[rows], best.scores[rows],
+                          tokens == first[content])
 
     @property
     def sequences(self) -> list[tuple[int, int, int]]:

@@ -18,7 +18,14 @@ from typing import Literal, NotRequired, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import BEST_ONLY_STRATEGIES, WORD_STRATEGIES, ClassArray, spans_of_sequences
+from worker.text.aggregate import (
+    BEST_ONLY_STRATEGIES,
+    WORD_STRATEGIES,
+    ClassArray,
+    kept_classes,
+    spans_of_kept_tokens,
+    spans_of_sequences,
+)
 from worker.text.batch import TokenBatch
 from worker.text.characters import MAY_JOIN, SPACE, ZERO_WIDTH_JOINER, edge_flags
 from worker.text.graphemes import whole_characters
@@ -32,6 +39,7 @@ __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
 WindowMerge = Literal["context", "longest"]
 WordRules = Literal["default", "pipeline"]
 _STRATEGIES = ("none", "simple", "first", "average", "max")
+_TOKEN_STRATEGIES = ("none", "simple")
 # Which flags of the code points before a span, at its first, at its last and after it call for
 # a close look (see finalize_spans).
 _CAREFUL_FLAGS = np.array([ZERO_WIDTH_JOINER, SPACE | MAY_JOIN, SPACE | ZERO_WIDTH_JOINER, MAY_JOIN],
@@ -81,6 +89,7 @@ class EntityDecoder:
         ignored = set(ignore_labels)
         self._ignored_labels = np.array([label in ignored for label in self.scheme.labels], dtype=bool)
         self._ignored_types = np.array([name in ignored for name in self.scheme.types], dtype=bool)
+        self._kept_classes = kept_classes(aggregation, self.scheme, self._ignored_labels, self._ignored_types)
 
     def decode(self, encoded: EncodedText, window_scores: Sequence[WindowScores]) -> list[Entity]:
         """Entities of one document, in text order. ``window_scores[i]`` scores ``encoded.windows[i]``."""
@@ -134,19 +143,28 @@ class EntityDecoder:
     def _decode(self, documents: Sequence[EncodedText], stacked: Stacked,
                 score_digits: int | None) -> list[list[Entity]]:
         batch = TokenBatch.of(documents, per_window=self._per_window)
-        tokens = batch.token_scores(stacked)
-        starts_of_words = None
-        if self.aggregation in WORD_STRATEGIES:
-            starts_of_words = batch.word_starts(pipeline_rules=self.word_rules == "pipeline")
-        spans = spans_of_sequences(
-            tokens,
-            batch.sequence_start,
-            starts_of_words,
-            strategy=self.aggregation,
-            scheme=self.scheme,
-            ignored_labels=self._ignored_labels,
-            ignored_types=self._ignored_types,
-        )
+        if self.aggregation in _TOKEN_STRATEGIES and batch.one_window_each:
+            # The common case: the few tokens of kept classes, straight from the stacked rows.
+            best = stacked.best
+            if best is None:
+                assert stacked.rows is not None
+                best = BestLabels.of(stacked.rows)
+            kept = batch.kept_tokens(best, self._kept_classes)
+            spans = spans_of_kept_tokens(kept.tokens, kept.classes, kept.scores, kept.opens,
+                                         strategy=self.aggregation, scheme=self.scheme)
+        else:
+            starts_of_words = None
+            if self.aggregation in WORD_STRATEGIES:
+                starts_of_words = batch.word_starts(pipeline_rules=self.word_rules == "pipeline")
+            spans = spans_of_sequences(
+                batch.token_scores(stacked),
+                batch.sequence_start,
+                starts_of_words,
+                strategy=self.aggregation,
+                scheme=self.scheme,
+                ignored_labels=self._ignored_labels,
+                ignored_types=self._ignored_types,
+            )
         found = Found(spans.classes, spans.scores, *batch.character_spans(spans.first_tokens, spans.last_tokens))
         if batch.windowed_documents:
             found = found.take(longest_of_overlapping(found, batch.windowed_documents))
