@@ -102,17 +102,18 @@ class Annotator:
         ``encoded`` (ready for ``annotate_encoded``). Nothing else of the item is read or written.
         """
         valid: list[Item] = []
+        options = self.parse
         for item in items:
-            parsed = parse_value(value(item), self.parse)
+            parsed = parse_value(value(item), options)
             if isinstance(parsed, Rejection):
                 item.rejection = parsed
             else:
                 item.document = parsed
                 valid.append(item)
-        encoded = self.tokenize([item.document.tokenizer_input for item in valid if item.document is not None])
-        for item, result in zip(valid, encoded, strict=True):
-            if isinstance(result, Rejection):
-                item.rejection = result
+        inputs = [item.document.tokenizer_input for item in valid if item.document is not None]
+        for item, result in zip(valid, self.tokenizer.encode(inputs), strict=True):
+            if isinstance(result, TooLarge):
+                item.rejection = Rejection(TOO_LARGE, str(result))
             else:
                 item.encoded = result
 

@@ -48,15 +48,22 @@ class Stacked:
 
     def problem(self, num_labels: int, rows: slice = slice(None)) -> str:
         """Why these rows cannot be decoded: NaN scores, or best labels that are no class."""
+        # A minimum is NaN exactly where some value is: one reduction, no array of flags.
         if self.rows is not None:
-            return "the engine returned NaN scores" if np.isnan(self.rows[rows]).any() else ""
+            return "the engine returned NaN scores" if _any_nan(self.rows[rows]) else ""
         assert self.best is not None
-        if np.isnan(self.best.scores[rows]).any():
+        if _any_nan(self.best.scores[rows]):
             return "the engine returned NaN scores"
         classes = self.best.classes[rows]
-        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < num_labels:
-            return f"best labels outside 0..{num_labels - 1}"
+        if len(classes):
+            lowest = 0 if classes.dtype.kind == "u" else int(classes.min())  # unsigned ids are never negative
+            if lowest < 0 or int(classes.max()) >= num_labels:
+                return f"best labels outside 0..{num_labels - 1}"
         return ""
+
+
+def _any_nan(values: npt.NDArray[np.float32]) -> bool:
+    return bool(values.size) and bool(np.isnan(values.min()))
 
 
 def stack(window_scores: Sequence[WindowScores], *, logits: bool) -> Stacked:

@@ -226,17 +226,19 @@ class DocumentTokenizer:
 
         A tuple of words is pre-split input (the pipeline's ``is_split_into_words``): tokenized
         word by word, its text is the words joined by single spaces (``JoinedWords``)."""
-        if all(isinstance(text, str) for text in texts):  # the common case, in one call
-            encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
-            return [self._document(str(text), encoding) for text, encoding in zip(texts, encodings, strict=True)]
+        plain = [text for text in texts if isinstance(text, str)]
+        if len(plain) == len(texts):  # the common case, in one call
+            encodings = self._backend.encode_batch(plain, add_special_tokens=False)
+            document = self._document
+            return [document(text, encoding) for text, encoding in zip(plain, encodings, strict=True)]
         results: list[EncodedText | TooLarge] = []
-        plain = iter(self.encode([text for text in texts if isinstance(text, str)]))
+        encoded = iter(self.encode(plain))
         split = [words for words in texts if not isinstance(words, str)]
         pretokenized = iter(self._backend.encode_batch([list(words) for words in split], is_pretokenized=True,
                                                        add_special_tokens=False))
         for text in texts:
             if isinstance(text, str):
-                results.append(next(plain))
+                results.append(next(encoded))
             else:
                 results.append(self._document(" ".join(text), JoinedWords(next(pretokenized), text)))
         return results
