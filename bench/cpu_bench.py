@@ -52,6 +52,7 @@ for path in (ROOT, ROOT / "tools"):
 from bench._legacy_text.decode import EntityDecoder as BeforeDecoder  # noqa: E402
 from bench._legacy_text.tokenize import DocumentTokenizer as BeforeTokenizer  # noqa: E402
 from worker.annotator import Annotator, Prepared  # noqa: E402
+from worker.engine.remote import best_of_windows  # noqa: E402
 from worker.output import OutputControls  # noqa: E402
 from worker.records import Document, ParseOptions, Rejection, engine_share, ner_block, output_value, parse_value  # noqa: E402
 from worker.settings import Settings  # noqa: E402
@@ -259,7 +260,8 @@ def _measure(name: str, strategy: str, texts: list[str], values: list[bytes], en
                           parse=options, controls=controls.for_model(after_decoder.scheme, after_decoder.ignore_labels))
     before_decoder = BeforeDecoder(id2label, aggregation=strategy)  # type: ignore[arg-type]
     best_only = strategy in ("none", "simple", "first")
-    engine_out: list[WindowScores] = [BestLabels.of(p) if best_only else p for p in probabilities]
+    # As the engines answer: best labels with uint8 class ids (none/simple/first), else full rows.
+    engine_out: list[WindowScores] = best_of_windows(probabilities) if best_only else list(probabilities)
     first_window = np.cumsum([0] + [len(doc.windows) for doc in encoded])
     batches = [(start, min(start + batch, len(values))) for start in range(0, len(values), batch)]
     backend = after._backend

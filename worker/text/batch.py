@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.text.aggregate import ClassArray, IndexArray, TokenScores
-from worker.text.characters import code_points
+from worker.text.characters import CodePoints, code_points
 from worker.text.scores import BestLabels, Stacked, concatenate
 from worker.text.tokenize import EncodedText
 from worker.text.windows import merged_rows
@@ -43,7 +43,7 @@ Int64Array = npt.NDArray[np.int64]
 class TokenBatch:
     documents: Sequence[EncodedText]
     texts: list[str]
-    points: npt.NDArray[np.uint32]
+    points: CodePoints
     """Code points of all texts, each preceded and followed by a 0."""
     text_base: Int64Array
     """Index in ``points`` of each text's first character."""
