@@ -128,14 +128,16 @@ class TokenBatch:
         window (``one_window_each``), so each row is one token's or a special token's."""
         assert self.one_window_each
         found = np.flatnonzero(kept[best.classes])
-        window_base = self.first_rows - self.sequence_base  # a document's rows minus its first token's index
-        document = np.searchsorted(self.first_rows, found, side="right") - 1
-        token = found - window_base[np.maximum(document, 0)]
-        first = self.sequence_base[np.maximum(document, 0)]
-        content = (document >= 0) & (token >= first) & (token < first + self.sequence_length[np.maximum(document, 0)])
-        rows, tokens = found[content], token[content]
-        return KeptTokens(tokens.astype(np.intp, copy=False), best.classes[rows], best.scores[rows],
-                          tokens == first[content])
+        first_rows = self.first_rows
+        if len(first_rows):
+            found = found[np.searchsorted(found, first_rows[0]) :]  # the first document's leading special rows
+        # The document whose content starts last at or before the row; past its content, a special row.
+        document = np.searchsorted(first_rows, found, side="right") - 1
+        position = found - first_rows[document]
+        content = position < self.sequence_length[document]
+        found, document, position = found[content], document[content], position[content]
+        tokens = (self.sequence_base[document] + position).astype(np.intp, copy=False)
+        return KeptTokens(tokens, best.classes[found], best.scores[found], position == 0)
 
     @property
     def sequences(self) -> list[tuple[int, int, int]]:
