@@ -7,8 +7,10 @@ model (so only the CPU path is timed). Four columns, measured side by side in on
 * ``encode``: the fast tokenizer's own ``encode_batch`` call alone — the floor;
 * ``before``: the path before batch decoding (the pinned copy in ``bench/_legacy_text``):
   per-document decoding of full score matrices;
-* ``after``: the worker's path now: one ``decode_batch`` per batch, fed what the engine now
-  returns (each token's best label and score for none/simple/first, full rows otherwise);
+* ``after``: the worker's path now, through the ``Annotator`` as the worker calls it: ``prepare``
+  (parse + tokenize) and ``entities`` (one ``decode_batch`` per batch, output controls applied)
+  per batch, fed what the engines now return (each token's best label and score with uint8 class
+  ids for none/simple/first, full rows otherwise), then each document's output record;
 * ``pipeline``: the transformers pipeline's ``preprocess`` + ``postprocess`` per document.
 
 ``overhead_us_per_doc`` is the new path's everything-but-the-encode-call, ``total_us_per_doc``
@@ -17,8 +19,9 @@ the whole. Documents: (a) ~136 tokens, ~19 entities; (b) ~136 tokens, ~2 entitie
 the tokenizer's own threads off; a last table measures whether the tokenizer's threads pay for
 stream-sized batches on all cores. The old and new entities are compared on every document.
 
-    .venv/bin/python bench/cpu_bench.py          # about two minutes
-Writes bench/results/cpu_bench.json.
+    .venv/bin/python bench/cpu_bench.py          # about a minute
+    .venv/bin/python bench/cpu_bench.py --scenarios b --strategies simple --profile   # cProfile, no timing
+Writes bench/results/cpu_bench.json (not with --profile).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from bench._legacy_text.tokenize import DocumentTokenizer as BeforeTokenizer  # 
 from worker.annotator import Annotator, Prepared  # noqa: E402
 from worker.engine.remote import best_of_windows  # noqa: E402
 from worker.output import OutputControls  # noqa: E402
-from worker.records import Document, ParseOptions, Rejection, engine_share, ner_block, output_value, parse_value  # noqa: E402
+from worker.records import Document, ParseOptions, Rejection, ner_block, output_value, parse_value  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.text.decode import EntityDecoder  # noqa: E402
 from worker.text.scores import BestLabels, WindowScores  # noqa: E402
@@ -271,39 +274,35 @@ def _measure(name: str, strategy: str, texts: list[str], values: list[bytes], en
         for start, stop in batches:
             backend.encode_batch(texts[start:stop], add_special_tokens=False)
 
+    # One ner block for all (the stream's per-record bookkeeping, its ner block among it, is left out).
+    ner = ner_block("tiny-ner", {"topic": "documents", "partition": 0, "offset": 0}, document_engine_seconds=0.001)
+
     def before_path() -> list[Any]:
         outputs = []
         for start, stop in batches:
             documents = [d for d in (parse_value(v, options) for v in values[start:stop]) if isinstance(d, Document)]
             docs = before.encode([d.text for d in documents])
-            batch_tokens = sum(doc.num_tokens for doc in docs)
             for index, (document, doc) in enumerate(zip(documents, docs, strict=True)):
                 i = start + index
                 entities = before_decoder.decode(doc, probabilities[first_window[i] : first_window[i + 1]])
-                block = ner_block("tiny-ner", {"topic": "documents", "partition": 0, "offset": i},
-                                  document_engine_seconds=engine_share(0.001, doc.num_tokens, batch_tokens))
-                outputs.append(output_value(document, before_controls.apply(entities), ner=block, controls=controls))
+                outputs.append(output_value(document, before_controls.apply(entities), ner=ner, controls=controls))
         return outputs
 
     def after_path() -> list[Any]:
         outputs = []
         for start, stop in batches:
-            # As the stream does: prepare (parse + tokenize), the annotator's decoding and output
-            # controls, each document's ner block and its output record.
+            # As the worker does: the annotator prepares (parse + tokenize) and decodes (output
+            # controls applied), then each document's output record.
             items = [_Item(raw=value) for value in values[start:stop]]
             annotator.prepare(items, _raw)
             docs = [item.encoded for item in items if item.encoded is not None]
             decoded = annotator.entities(docs, engine_out[first_window[start] : first_window[stop]])
-            batch_tokens = sum(item.tokens for item in items)
-            for offset, (item, entities) in enumerate(zip(items, decoded, strict=True)):
+            for item, entities in zip(items, decoded, strict=True):
                 assert item.document is not None and not isinstance(entities, Rejection)
-                position = {"topic": "documents", "partition": 0, "offset": start + offset}
-                block = ner_block("tiny-ner", position,
-                                  document_engine_seconds=engine_share(0.001, item.tokens, batch_tokens))
-                outputs.append(output_value(item.document, entities, ner=block, controls=controls))
+                outputs.append(output_value(item.document, entities, ner=ner, controls=controls))
         return outputs
 
-    if [orjson.loads(o)["entities"] for o in before_path()] != [orjson.loads(o)["entities"] for o in after_path()]:
+    if before_path() != after_path():
         raise SystemExit(f"{name} {strategy}: the entities before and after differ")
     if profile:
         _profile(after_path, repeat)
