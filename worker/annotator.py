@@ -36,7 +36,7 @@ class Prepared:
 
     @property
     def tokens(self) -> int:
-        return self.encoded.window_tokens if self.encoded is not None else 0
+        return sum(len(w) for w in self.encoded.windows) if self.encoded is not None else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +110,10 @@ class Annotator:
             else:
                 item.document = parsed
                 valid.append(item)
-        inputs = [item.document.tokenizer_input for item in valid if item.document is not None]
-        for item, result in zip(valid, self.tokenizer.encode(inputs), strict=True):
-            if isinstance(result, TooLarge):
-                item.rejection = Rejection(TOO_LARGE, str(result))
+        encoded = self.tokenize([item.document.tokenizer_input for item in valid if item.document is not None])
+        for item, result in zip(valid, encoded, strict=True):
+            if isinstance(result, Rejection):
+                item.rejection = result
             else:
                 item.encoded = result
 
