@@ -7,8 +7,10 @@ model (so only the CPU path is timed). Four columns, measured side by side in on
 * ``encode``: the fast tokenizer's own ``encode_batch`` call alone — the floor;
 * ``before``: the path before batch decoding (the pinned copy in ``bench/_legacy_text``):
   per-document decoding of full score matrices;
-* ``after``: the worker's path now: one ``decode_batch`` per batch, fed what the engine now
-  returns (each token's best label and score for none/simple/first, full rows otherwise);
+* ``after``: the worker's path now, through the ``Annotator`` as the worker calls it: ``prepare``
+  (parse + tokenize) and ``entities`` (one ``decode_batch`` per batch, output controls applied)
+  per batch, fed what the engines now return (each token's best label and score with uint8 class
+  ids for none/simple/first, full rows otherwise), then each document's output record;
 * ``pipeline``: the transformers pipeline's ``preprocess`` + ``postprocess`` per document.
 
 ``overhead_us_per_doc`` is the new path's everything-but-the-encode-call, ``total_us_per_doc``
@@ -17,8 +19,9 @@ the whole. Documents: (a) ~136 tokens, ~19 entities; (b) ~136 tokens, ~2 entitie
 the tokenizer's own threads off; a last table measures whether the tokenizer's threads pay for
 stream-sized batches on all cores. The old and new entities are compared on every document.
 
-    .venv/bin/python bench/cpu_bench.py          # about two minutes
-Writes bench/results/cpu_bench.json.
+    .venv/bin/python bench/cpu_bench.py          # about a minute
+    .venv/bin/python bench/cpu_bench.py --scenarios b --strategies simple --profile   # cProfile, no timing
+Writes bench/results/cpu_bench.json (not with --profile).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +54,10 @@ for path in (ROOT, ROOT / "tools"):
 
 from bench._legacy_text.decode import EntityDecoder as BeforeDecoder  # noqa: E402
 from bench._legacy_text.tokenize import DocumentTokenizer as BeforeTokenizer  # noqa: E402
-from worker.records import Document, output_value, parse_value  # noqa: E402
+from worker.annotator import Annotator, Prepared  # noqa: E402
+from worker.engine.remote import best_of_windows  # noqa: E402
+from worker.output import OutputControls  # noqa: E402
+from worker.records import Document, ParseOptions, Rejection, ner_block, output_value, parse_value  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.text.decode import EntityDecoder  # noqa: E402
 from worker.text.scores import BestLabels, WindowScores  # noqa: E402
@@ -70,11 +77,14 @@ FILLER = tuple(_FILLER_TEXT.split(" "))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", nargs="+", default=["simple", "first", "average"])
+    parser.add_argument("--scenarios", nargs="+", default=["a", "b", "c"], help="a, b and/or c")
     parser.add_argument("--batch", type=int, default=64, help="documents per batch (short documents)")
     parser.add_argument("--max-length", type=int, default=512, help="window length (BERT-base's by default)")
     parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     parser.add_argument("--short-docs", type=int, default=256)
     parser.add_argument("--long-docs", type=int, default=8)
+    parser.add_argument("--profile", action="store_true",
+                        help="print a cProfile of the new path per scenario and strategy instead of timing")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cpu_bench.json")
     args = parser.parse_args()
 
@@ -98,15 +108,18 @@ def main() -> None:
     hf.model_max_length = max_length  # the pipeline's windows
     pipe = _pipeline(model, hf)
 
-    scenarios = {
-        "a_short_dense": _dense_texts(after_tokenizer, args.short_docs, target=136),
-        "b_short_sparse": _sparse_texts(after_tokenizer, args.short_docs, target=136),
-        "c_long": _long_texts(after_tokenizer, args.long_docs),
+    makers = {
+        "a_short_dense": lambda: _dense_texts(after_tokenizer, args.short_docs, target=136),
+        "b_short_sparse": lambda: _sparse_texts(after_tokenizer, args.short_docs, target=136),
+        "c_long": lambda: _long_texts(after_tokenizer, args.long_docs),
     }
+    scenarios = {name: make() for name, make in makers.items() if name[0] in args.scenarios or name[0] == "b"}
     # As the worker does once its model is loaded: the start-up heap stays out of garbage collections.
     gc.freeze()
     rows = []
     for name, texts in scenarios.items():
+        if name[0] not in args.scenarios:
+            continue  # (b) is made anyway: the tokenizer threads table reads it
         values = [orjson.dumps({"id": i, "text": text}) for i, text in enumerate(texts)]
         encoded = [doc for doc in after_tokenizer.encode(texts) if isinstance(doc, EncodedText)]
         probabilities = _score(model, torch, scorer, encoded)
@@ -114,9 +127,13 @@ def main() -> None:
         for strategy in args.strategies:
             row = _measure(name, strategy, texts, values, encoded, probabilities, batch=batch, repeat=args.repeat,
                            id2label=id2label, settings=settings, after=after_tokenizer, before=before_tokenizer,
-                           pipe=pipe)
+                           pipe=pipe, profile=args.profile)
+            if args.profile:
+                continue
             print(_line(row), flush=True)
             rows.append(row)
+    if args.profile:
+        return
     os.sched_setaffinity(0, set(all_cores))
     parallel = _tokenizer_threads(after_tokenizer, scenarios["b_short_sparse"], repeat=args.repeat)
     for entry in parallel:
@@ -237,45 +254,59 @@ def _model_probabilities(model: Any, torch: Any, windows: list[list[int]]) -> li
 # --------------------------------------------------------------------------- measuring
 def _measure(name: str, strategy: str, texts: list[str], values: list[bytes], encoded: list[EncodedText],
              probabilities: list[np.ndarray], *, batch: int, repeat: int, id2label: dict[int, str],
-             settings: Settings, after: DocumentTokenizer, before: BeforeTokenizer, pipe: Any) -> dict[str, Any]:
+             settings: Settings, after: DocumentTokenizer, before: BeforeTokenizer, pipe: Any,
+             profile: bool = False) -> dict[str, Any]:
     after_decoder = EntityDecoder(id2label, aggregation=strategy)  # type: ignore[arg-type]
+    options = ParseOptions.from_settings(settings)
+    controls = OutputControls.from_settings(settings)
+    annotator = Annotator(None, after, after_decoder, max_entities=settings.max_entities_per_document,  # type: ignore[arg-type]
+                          parse=options, controls=controls.for_model(after_decoder.scheme, after_decoder.ignore_labels))
     before_decoder = BeforeDecoder(id2label, aggregation=strategy)  # type: ignore[arg-type]
     best_only = strategy in ("none", "simple", "first")
-    engine_out: list[WindowScores] = [BestLabels.of(p) if best_only else p for p in probabilities]
+    # As the engines answer: best labels with uint8 class ids (none/simple/first), else full rows.
+    engine_out: list[WindowScores] = best_of_windows(probabilities) if best_only else list(probabilities)
     first_window = np.cumsum([0] + [len(doc.windows) for doc in encoded])
     batches = [(start, min(start + batch, len(values))) for start in range(0, len(values), batch)]
     backend = after._backend
-    ner = {"model": "tiny-ner", "source": {"topic": "documents", "partition": 0, "offset": 0},
-           "timings": {"engine_ms": 1.0}}
+    before_controls = controls.for_model(before_decoder.scheme, before_decoder.ignore_labels)
 
     def floor() -> None:
         for start, stop in batches:
             backend.encode_batch(texts[start:stop], add_special_tokens=False)
 
+    # One ner block for all (the stream's per-record bookkeeping, its ner block among it, is left out).
+    ner = ner_block("tiny-ner", {"topic": "documents", "partition": 0, "offset": 0}, document_engine_seconds=0.001)
+
     def before_path() -> list[Any]:
         outputs = []
         for start, stop in batches:
-            documents = [d for d in (parse_value(v, settings) for v in values[start:stop]) if isinstance(d, Document)]
+            documents = [d for d in (parse_value(v, options) for v in values[start:stop]) if isinstance(d, Document)]
             docs = before.encode([d.text for d in documents])
             for index, (document, doc) in enumerate(zip(documents, docs, strict=True)):
                 i = start + index
                 entities = before_decoder.decode(doc, probabilities[first_window[i] : first_window[i + 1]])
-                outputs.append(output_value(document, entities, text_field="text", ner=ner))
+                outputs.append(output_value(document, before_controls.apply(entities), ner=ner, controls=controls))
         return outputs
 
     def after_path() -> list[Any]:
         outputs = []
         for start, stop in batches:
-            documents = [d for d in (parse_value(v, settings) for v in values[start:stop]) if isinstance(d, Document)]
-            docs = [d for d in after.encode([d.text for d in documents]) if isinstance(d, EncodedText)]
-            decoded = after_decoder.decode_batch(docs, engine_out[first_window[start] : first_window[stop]])
-            for document, entities in zip(documents, decoded, strict=True):
-                assert not isinstance(entities, ValueError)
-                outputs.append(output_value(document, entities, text_field="text", ner=ner))
+            # As the worker does: the annotator prepares (parse + tokenize) and decodes (output
+            # controls applied), then each document's output record.
+            items = [_Item(raw=value) for value in values[start:stop]]
+            annotator.prepare(items, _raw)
+            docs = [item.encoded for item in items if item.encoded is not None]
+            decoded = annotator.entities(docs, engine_out[first_window[start] : first_window[stop]])
+            for item, entities in zip(items, decoded, strict=True):
+                assert item.document is not None and not isinstance(entities, Rejection)
+                outputs.append(output_value(item.document, entities, ner=ner, controls=controls))
         return outputs
 
     if before_path() != after_path():
         raise SystemExit(f"{name} {strategy}: the entities before and after differ")
+    if profile:
+        _profile(after_path, repeat)
+        return {}
     pipeline_us = _pipeline_us(pipe, texts, probabilities, first_window, strategy, repeat)
     seconds = _best_of({"encode": floor, "before": before_path, "after": after_path}, repeat)
     docs = len(values)
@@ -304,6 +335,24 @@ def _measure(name: str, strategy: str, texts: list[str], values: list[bytes], en
         row["overhead_us_per_token"] = round((seconds["after"] - seconds["encode"]) * 1e6 / tokens, 3)
         row["pipeline_us_per_token"] = round(pipeline_us * docs / tokens, 3)
     return row
+
+
+@dataclass(slots=True)
+class _Item(Prepared):
+    raw: bytes = b""
+
+
+def _raw(item: _Item) -> bytes:
+    return item.raw
+
+
+def _profile(run: Callable[[], object], repeat: int) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: [run() for _ in range(repeat)])
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
 
 
 def _best(run: Callable[[], object], repeat: int) -> float:

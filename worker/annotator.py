@@ -16,6 +16,7 @@ from worker.output import EntityControls, OutputControls
 from worker.records import DECODE_FAILED, TOO_LARGE, TOO_MANY_ENTITIES, Document, ParseOptions, Rejection, parse_value
 from worker.settings import Settings
 from worker.text.decode import Entity, EntityDecoder
+from worker.text.scores import WindowScores
 from worker.text.tokenize import DocumentTokenizer, EncodedText, JoinedWords, TooLarge
 
 Item = TypeVar("Item", bound="Prepared")
@@ -101,8 +102,9 @@ class Annotator:
         ``encoded`` (ready for ``annotate_encoded``). Nothing else of the item is read or written.
         """
         valid: list[Item] = []
+        options = self.parse
         for item in items:
-            parsed = parse_value(value(item), self.parse)
+            parsed = parse_value(value(item), options)
             if isinstance(parsed, Rejection):
                 item.rejection = parsed
             else:
@@ -121,24 +123,33 @@ class Annotator:
         started = time.perf_counter()
         scores = await self.engine.classify(windows) if windows else []
         engine_seconds = time.perf_counter() - started
-        results: list[list[Entity] | Rejection] = []
+        return BatchResult(self.entities(documents, scores), engine_seconds, len(windows),
+                           sum(len(w) for w in windows))
+
+    def entities(self, documents: Sequence[EncodedText],
+                 scores: Sequence[WindowScores]) -> list[list[Entity] | Rejection]:
+        """Each document's entities as the output carries them (``controls`` applied), or why not:
+        ``scores`` are the engine's for every window of every document, in order."""
+        # Where the output controls only round scores, the decoder rounds them for the whole batch.
+        digits = self.controls.rounding_only
         try:
-            decoded = self.decoder.decode_batch(documents, scores)
+            decoded = self.decoder.decode_batch(documents, scores, score_digits=digits)
         except ValueError as exc:  # scores that fit no document of the batch (an engine bug): all unusable
             decoded = [exc] * len(documents)
+        results: list[list[Entity] | Rejection] = []
+        apply, limit = self.controls.apply, self.max_entities
         for document, outcome in zip(documents, decoded, strict=True):
             if isinstance(outcome, ValueError):  # e.g. NaN scores: this record is unusable, the stream goes on
                 results.append(Rejection(DECODE_FAILED, f"the engine's scores cannot be decoded: {outcome}"))
                 continue
-            entities = self.controls.apply(outcome)
+            entities = outcome if digits is not None else apply(outcome)
             if isinstance(document.encoding, JoinedWords):
                 _add_word_indices(entities, document.encoding)
-            if len(entities) > self.max_entities:
-                results.append(Rejection(
-                    TOO_MANY_ENTITIES, f"{len(entities)} entities; the limit is {self.max_entities}"))
+            if len(entities) > limit:
+                results.append(Rejection(TOO_MANY_ENTITIES, f"{len(entities)} entities; the limit is {limit}"))
             else:
                 results.append(entities)
-        return BatchResult(results, engine_seconds, len(windows), sum(len(w) for w in windows))
+        return results
 
 
 def _add_word_indices(entities: list[Entity], words: JoinedWords) -> None:

@@ -84,6 +84,12 @@ class EntityControls:
         # a loop a third the cost per entity, which the short-document CPU budget notices.
         self._round_only = min_score <= 0 and all(new == old for old, new in output_label.items())
 
+    @property
+    def rounding_only(self) -> int | None:
+        """The score digits where rounding is all these controls do (the decoder can round in one
+        pass for a whole batch, ``EntityDecoder.decode_batch``'s ``score_digits``); else None."""
+        return self._digits if self._round_only else None
+
     def apply(self, entities: list[Entity]) -> list[Entity]:
         """The entities the output carries, renamed and rounded. The score threshold compares the
         unrounded score. Edits the decoder's fresh entity dicts in place (no copies per entity)."""

@@ -44,9 +44,11 @@ Headers = Sequence[tuple[str, bytes]]
 JOINED_WORDS = "joined_words"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Document:
-    """A valid input: the text to annotate and the object it came in (passed through)."""
+    """A valid input: the text to annotate and the object it came in (passed through). Never
+    changed once parsed (not frozen only because a frozen dataclass costs twice as much to make,
+    once per record)."""
 
     text: str
     body: dict[str, Any] | None
@@ -104,21 +106,30 @@ def parse_value(value: bytes | None, options: ParseOptions) -> Document | Reject
         return Rejection(TOO_LARGE, f"the record has {len(value)} bytes; the limit is {options.max_record_bytes}")
     if options.registry is not None:
         return _registry_document(value, options, options.registry)
-    try:
-        decoded = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejection(INVALID_UTF8, f"the value is not valid UTF-8: {exc.reason} at byte {exc.start}")
     if options.input_format == "text":
-        return _checked_text(decoded, None, options)
+        try:
+            return _checked_text(value.decode("utf-8"), None, options)
+        except UnicodeDecodeError as exc:
+            return _invalid_utf8(exc)
     try:
-        body = orjson.loads(value)
+        body = orjson.loads(value)  # which refuses invalid UTF-8 too: the value is decoded only to say why
     except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as invalid:
+            return _invalid_utf8(invalid)
         return Rejection(INVALID_JSON, f"the value is not valid JSON: {exc}")
     if not isinstance(body, dict):
         return Rejection(NOT_AN_OBJECT, f"the JSON value is {_with_article(_json_type(body))}, not an object")
-    if _depth_exceeds(body, options.max_json_depth):
-        return Rejection(TOO_DEEP, f"the JSON nesting is deeper than {options.max_json_depth}")
+    # Nesting cannot be deeper than the brackets in the value (most values have one or two).
+    limit = options.max_json_depth
+    if value.count(b"{") + value.count(b"[") > limit and _depth_exceeds(body, limit):
+        return Rejection(TOO_DEEP, f"the JSON nesting is deeper than {limit}")
     return _object_document(body, options)
+
+
+def _invalid_utf8(exc: UnicodeDecodeError) -> Rejection:
+    return Rejection(INVALID_UTF8, f"the value is not valid UTF-8: {exc.reason} at byte {exc.start}")
 
 
 def _registry_document(value: bytes, options: ParseOptions, registry: CacheKey) -> Document | Rejection:
@@ -173,6 +184,8 @@ _MISSING: Any = object()
 
 
 def _lookup(body: dict[str, Any], dotted: str) -> Any:
+    if "." not in dotted:  # the common case, without the split
+        return body.get(dotted, _MISSING)
     node: Any = body
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:

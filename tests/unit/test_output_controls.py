@@ -95,6 +95,34 @@ def test_the_annotator_refuses_labels_of_another_model_when_it_loads() -> None:
         Annotator.from_settings(settings)
 
 
+@pytest.mark.parametrize("environ", [{}, {"NER_SCORE_DIGITS": "2"}, {"NER_SCORE_DIGITS": "0"},
+                                     {"NER_MIN_SCORE": "0.4"}, {"NER_LABELS": "PER"}])
+def test_the_annotator_gives_the_entities_the_controls_give_the_decoders(environ: dict[str, str]) -> None:
+    # With rounding alone (the defaults) the decoder rounds a whole batch's scores in one pass;
+    # the entities are those of the controls applied to each document's decoded entities.
+    import numpy as np
+
+    from tests.unit.text.helpers import ID2LABEL, wordpiece
+    from worker.records import ParseOptions
+    from worker.text.decode import EntityDecoder
+    from worker.text.tokenize import DocumentTokenizer, EncodedText
+
+    tokenizer = DocumentTokenizer(wordpiece(), max_length=16, stride=4, max_document_tokens=1000)
+    decoder = EntityDecoder(ID2LABEL)
+    settings = load_settings(environ)
+    bound = OutputControls.from_settings(settings).for_model(decoder.scheme, decoder.ignore_labels)
+    annotator = Annotator(None, tokenizer, decoder, max_entities=1000,  # type: ignore[arg-type]
+                          parse=ParseOptions.from_settings(settings), controls=bound)
+    texts = ["barack obama visited paris and new york city", "the microsoft playing in paris " * 5, "zoe mullers"]
+    documents = [doc for doc in tokenizer.encode(texts) if isinstance(doc, EncodedText)]
+    rng = np.random.default_rng(5)
+    scores = [[rng.dirichlet(np.full(len(ID2LABEL), 0.2), size=len(window)).astype(np.float32)
+               for window in doc.windows] for doc in documents]
+    want = [bound.apply(decoder.decode(doc, doc_scores)) for doc, doc_scores in zip(documents, scores, strict=True)]
+    assert sum(map(len, want)) >= 5
+    assert annotator.entities(documents, [s for doc_scores in scores for s in doc_scores]) == want
+
+
 # --- each control on entities ---------------------------------------------------------------------
 
 

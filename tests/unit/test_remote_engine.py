@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from worker.engine import Engine, EngineError
+from worker.engine.base import BestLabels
 from worker.engine.remote import (
     RemoteEngine,
     error_message,
@@ -77,6 +78,22 @@ def test_parse_response_of_nested_floats_and_of_base64_reordered_by_index() -> N
     np.testing.assert_array_equal(parsed[0], first)
     np.testing.assert_array_equal(parsed[1], second)
     assert all(matrix.dtype == np.float32 for matrix in parsed)
+
+
+def test_best_labels_are_each_windows_argmax_and_its_probability_in_request_order() -> None:
+    rng = np.random.default_rng(7)
+    first, second = (rng.dirichlet(np.ones(3), size=n).astype(np.float32) for n in (2, 3))
+    payload = orjson.dumps({"data": [
+        {"index": 1, "object": "pooling", "data": base64.b64encode(second.astype("<f4").tobytes()).decode()},
+        {"index": 0, "object": "pooling", "data": first.tolist()},
+    ]})
+    parsed = parse_pooling_response(payload, [2, 3], 3, best_labels=True)
+    assert len(parsed) == 2
+    for best, rows in zip(parsed, [first, second], strict=True):
+        assert isinstance(best, BestLabels)
+        assert best.classes.dtype == np.uint8 and best.scores.dtype == np.float32  # as the other engines send them
+        assert best.classes.tolist() == rows.argmax(axis=1).tolist()
+        np.testing.assert_array_equal(best.scores, rows.max(axis=1))
 
 
 @pytest.mark.parametrize(
@@ -184,6 +201,36 @@ def test_classify_splits_into_requests_and_keeps_order(model_dir: str) -> None:
         assert [len(r["input"]) for r in script.requests] == [3, 3, 1]
         for window, scores in zip(windows, results, strict=True):
             np.testing.assert_array_equal(scores, scores_for(window))
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("aggregation", "best"), [("none", True), ("simple", True), ("first", True),
+                                                   ("average", False), ("max", False)])
+def test_the_engine_hands_on_best_labels_where_the_aggregation_reads_no_more(model_dir: str, aggregation: str,
+                                                                              best: bool) -> None:
+    from worker.settings import load_settings
+
+    windows = [[1, 7, 2], [1, 8, 9, 40, 2]]
+
+    async def scenario() -> None:
+        async with scripted_server(Script([])) as url:
+            engine = RemoteEngine.from_settings(load_settings({
+                "NER_ENGINE": "remote", "NER_REMOTE_URL": url, "NER_MODEL": model_dir, "NER_AGGREGATION": aggregation}))
+            await engine.start()
+            try:
+                results = await engine.classify(windows)
+            finally:
+                await engine.close()
+        for window, scores in zip(windows, results, strict=True):
+            rows = scores_for(window)
+            if best:
+                assert isinstance(scores, BestLabels)
+                assert scores.classes.tolist() == rows.argmax(axis=1).tolist()
+                np.testing.assert_array_equal(scores.scores, rows.max(axis=1))
+            else:
+                assert not isinstance(scores, BestLabels)
+                np.testing.assert_array_equal(scores, rows)
 
     run(scenario)
 

@@ -11,16 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import IndexArray, TokenScores
-from worker.text.characters import code_points
-from worker.text.scores import Stacked, concatenate
+from worker.text.aggregate import ClassArray, IndexArray, TokenScores
+from worker.text.characters import CodePoints, code_points
+from worker.text.scores import BestLabels, Stacked, concatenate
 from worker.text.tokenize import EncodedText
 from worker.text.windows import merged_rows
 from worker.text.words import word_starts
+
+
+@dataclass(frozen=True, slots=True)
+class KeptTokens:
+    """Tokens of a batch whose best class is of interest, in order, with their class and score."""
+
+    tokens: IndexArray
+    classes: ClassArray
+    scores: npt.NDArray[np.float32]
+    opens: npt.NDArray[np.bool_]
+    """The token is the first of its sequence."""
+
 
 _SEPARATOR = "\0"  # between texts, so that a read just outside any text finds 0: not a space, not a joiner
 Int64Array = npt.NDArray[np.int64]
@@ -30,89 +43,139 @@ Int64Array = npt.NDArray[np.int64]
 class TokenBatch:
     documents: Sequence[EncodedText]
     texts: list[str]
-    points: npt.NDArray[np.uint32]
+    points: CodePoints
     """Code points of all texts, each preceded and followed by a 0."""
     text_base: Int64Array
     """Index in ``points`` of each text's first character."""
-    sequences: list[tuple[int, int, int]]
-    """(document, first token, stop token) of each sequence."""
     document_of_sequence: IndexArray
+    sequence_first: Int64Array
+    """Index of each sequence's first token in its document."""
+    sequence_length: Int64Array
     sequence_base: Int64Array
     """Index of each sequence's first token in the batch."""
-    sequence_of: IndexArray
-    """Per token of the batch: the index of its sequence."""
-    rows: IndexArray
-    """Per token: its row in the window score matrices stacked in order."""
+    first_rows: Int64Array
+    """Row of each sequence's first token in the stacked window scores (where its rows follow
+    one another; see ``merged``)."""
+    merged: dict[int, IndexArray]
+    """Rows of the sequences whose windows are merged per token."""
     windowed_documents: frozenset[int]
     """Documents whose windows are separate sequences."""
-    _offsets: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]] = field(default_factory=list)
+    one_window_each: bool
+    """Every document has one window: each sequence is a document, its rows follow one another."""
+    _lazy: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def of(documents: Sequence[EncodedText], *, per_window: Callable[[EncodedText], bool]) -> TokenBatch:
         texts = [doc.text for doc in documents]
-        text_lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        count = len(documents)
+        text_lengths = np.fromiter(map(len, texts), dtype=np.int64, count=count)
         text_base = np.cumsum(text_lengths + 1) - text_lengths
         points = code_points(_SEPARATOR + _SEPARATOR.join(texts) + _SEPARATOR)
-
-        sequences: list[tuple[int, int, int]] = []
-        first_rows: list[int] = []  # row of each sequence's first token, where its rows are contiguous
-        merged: dict[int, IndexArray] = {}  # sequence -> rows, where windows are merged per token
-        windowed: set[int] = set()
-        row = 0
-        for index, doc in enumerate(documents):
-            if len(doc.windows) == 1:  # the common case, kept short: this loop runs per document
-                sequences.append((index, 0, doc.num_tokens))
-                first_rows.append(row + doc.content_offset)
-                row += len(doc.windows[0])
-                continue
-            if per_window(doc):
-                windowed.add(index)
-                for window_index, window in enumerate(doc.windows):
-                    start, stop = doc.window_range(window_index)
-                    sequences.append((index, start, stop))
-                    first_rows.append(row + doc.content_offset)
-                    row += len(window)
-                continue
-            else:
-                merged[len(sequences)] = row + merged_rows(doc)
-                sequences.append((index, 0, doc.num_tokens))
-                first_rows.append(0)
-            row += sum(len(window) for window in doc.windows)
-
-        lengths = np.fromiter((stop - start for _, start, stop in sequences), dtype=np.int64, count=len(sequences))
-        sequence_base = np.cumsum(lengths) - lengths
-        rows = np.repeat(np.asarray(first_rows, dtype=np.int64) - sequence_base, lengths) + np.arange(lengths.sum())
-        for sequence, sequence_rows in merged.items():
-            rows[sequence_base[sequence] : sequence_base[sequence] + lengths[sequence]] = sequence_rows
+        one_window_each = all(len(doc.windows) == 1 for doc in documents)
+        if one_window_each:
+            # The common case: arrays straight from the documents, no Python step per document
+            # beyond reading three numbers of each.
+            window_tokens = np.fromiter((doc.window_tokens for doc in documents), dtype=np.int64, count=count)
+            lengths = np.fromiter((doc.num_tokens for doc in documents), dtype=np.int64, count=count)
+            content_offset = np.fromiter((doc.content_offset for doc in documents), dtype=np.int64, count=count)
+            first_rows = np.cumsum(window_tokens) - window_tokens + content_offset
+            sequence_document = np.arange(count, dtype=np.intp)
+            sequence_first = np.zeros(count, dtype=np.int64)
+            merged: dict[int, IndexArray] = {}
+            windowed: set[int] = set()
+        else:
+            sequence_document, sequence_first, lengths, first_rows, merged, windowed = _sequences(documents,
+                                                                                                    per_window)
         return TokenBatch(
             documents=documents,
             texts=texts,
             points=points,
             text_base=text_base,
-            sequences=sequences,
-            document_of_sequence=np.array([i for i, _, _ in sequences], dtype=np.intp),
-            sequence_base=sequence_base,
-            sequence_of=np.repeat(np.arange(len(sequences), dtype=np.intp), lengths),
-            rows=rows.astype(np.intp),
+            document_of_sequence=sequence_document,
+            sequence_first=sequence_first,
+            sequence_length=lengths,
+            sequence_base=np.cumsum(lengths) - lengths,
+            first_rows=first_rows,
+            merged=merged,
             windowed_documents=frozenset(windowed),
+            one_window_each=one_window_each,
         )
+
+    @property
+    def rows(self) -> IndexArray:
+        """Per token: its row in the window score matrices stacked in order."""
+        rows: IndexArray | None = self._lazy.get("rows")
+        if rows is None:
+            lengths, base = self.sequence_length, self.sequence_base
+            rows = np.repeat(self.first_rows - base, lengths) + np.arange(int(lengths.sum()))
+            for sequence, sequence_rows in self.merged.items():
+                rows[base[sequence] : base[sequence] + lengths[sequence]] = sequence_rows
+            rows = self._lazy["rows"] = rows.astype(np.intp, copy=False)
+        return rows
+
+    @property
+    def sequence_start(self) -> npt.NDArray[np.bool_]:
+        """Per token of the batch: whether it is the first of its sequence."""
+        starts: npt.NDArray[np.bool_] | None = self._lazy.get("sequence_start")
+        if starts is None:
+            starts = self._lazy["sequence_start"] = np.zeros(int(self.sequence_length.sum()), dtype=bool)
+            starts[self.sequence_base[self.sequence_length > 0]] = True
+        return starts
+
+    def kept_tokens(self, best: BestLabels, kept: npt.NDArray[np.bool_]) -> KeptTokens:
+        """The tokens whose best class is ``kept`` (a lookup by class id), found in one pass over
+        the stacked rows themselves, without a row per token: only where every document has one
+        window (``one_window_each``), so each row is one token's or a special token's."""
+        assert self.one_window_each
+        found = np.flatnonzero(kept[best.classes])
+        first_rows = self.first_rows
+        if len(first_rows):
+            found = found[np.searchsorted(found, first_rows[0]) :]  # the first document's leading special rows
+        # The document whose content starts last at or before the row; past its content, a special row.
+        document = np.searchsorted(first_rows, found, side="right") - 1
+        position = found - first_rows[document]
+        content = position < self.sequence_length[document]
+        found, document, position = found[content], document[content], position[content]
+        tokens = (self.sequence_base[document] + position).astype(np.intp, copy=False)
+        return KeptTokens(tokens, best.classes[found], best.scores[found], position == 0)
+
+    @property
+    def sequences(self) -> list[tuple[int, int, int]]:
+        """(document, first token, stop token) of each sequence."""
+        sequences: list[tuple[int, int, int]] | None = self._lazy.get("sequences")
+        if sequences is None:
+            firsts = self.sequence_first.tolist()
+            stops = (self.sequence_first + self.sequence_length).tolist()
+            sequences = self._lazy["sequences"] = list(zip(self.document_of_sequence.tolist(), firsts, stops,
+                                                           strict=True))
+        return sequences
+
+    @property
+    def sequence_of(self) -> IndexArray:
+        """Per token of the batch: the index of its sequence."""
+        sequence_of: IndexArray | None = self._lazy.get("sequence_of")
+        if sequence_of is None:
+            sequence_of = self._lazy["sequence_of"] = np.repeat(
+                np.arange(len(self.sequence_length), dtype=np.intp), self.sequence_length)
+        return sequence_of
 
     def token_scores(self, stacked: Stacked) -> TokenScores:
         """Each token's best class and probability (and every label's, where the engine sent them)."""
         if stacked.rows is not None:
             return TokenScores.of(stacked.rows[self.rows])
         assert stacked.best is not None
-        return TokenScores(stacked.best.classes[self.rows].astype(np.intp, copy=False), stacked.best.scores[self.rows])
+        return TokenScores(stacked.best.classes[self.rows], stacked.best.scores[self.rows])
 
     def offsets(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Per token of the batch: code point offsets into its own text (built on first use)."""
-        if not self._offsets:
+        offsets: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None = self._lazy.get("offsets")
+        if offsets is None:
             docs = self.documents
-            self._offsets.append((
+            offsets = self._lazy["offsets"] = (
                 concatenate([docs[i].starts[a:b] for i, a, b in self.sequences], np.int32),
                 concatenate([docs[i].ends[a:b] for i, a, b in self.sequences], np.int32),
-            ))
-        return self._offsets[0]
+            )
+        return offsets
 
     def word_starts(self, *, pipeline_rules: bool) -> npt.NDArray[np.bool_]:
         """Where words begin, per token of the batch (see ``words``)."""
@@ -142,17 +205,50 @@ class TokenBatch:
     def character_spans(self, first_tokens: IndexArray, last_tokens: IndexArray) -> tuple[IndexArray, Int64Array,
                                                                                           Int64Array]:
         """Document, start and end (code points into its text) of each span of tokens."""
-        sequences = self.sequence_of[first_tokens]
+        # An empty sequence starts where the next one does: the last sequence starting at or
+        # before a token is its own.
+        sequences = np.searchsorted(self.sequence_base, first_tokens, side="right") - 1
         documents = self.document_of_sequence[sequences]
-        if self._offsets:
+        if "offsets" in self._lazy:
             starts, ends = self.offsets()
             return documents, starts[first_tokens].astype(np.int64), ends[last_tokens].astype(np.int64)
         # Offsets of span edges only, from each document's tokenizer result: a step per span.
-        shift = np.array([first for _, first, _ in self.sequences], dtype=np.int64)[sequences] - self.sequence_base[
-            sequences]
+        shift = (self.sequence_first - self.sequence_base)[sequences]
         encodings = [doc.encoding for doc in self.documents]
         firsts, lasts = (first_tokens + shift).tolist(), (last_tokens + shift).tolist()
         owners = documents.tolist()
         begins = [encodings[d].token_to_chars(first)[0] for d, first in zip(owners, firsts, strict=True)]
         finishes = [encodings[d].token_to_chars(last)[1] for d, last in zip(owners, lasts, strict=True)]
         return documents, np.array(begins, dtype=np.int64), np.array(finishes, dtype=np.int64)
+
+
+def _sequences(documents: Sequence[EncodedText], per_window: Callable[[EncodedText], bool]) -> tuple[
+        IndexArray, Int64Array, Int64Array, Int64Array, dict[int, IndexArray], set[int]]:
+    """Documents of several windows among others: a step per document and per window. Returns
+    each sequence's document, first token, length and first row (where its rows are contiguous),
+    the rows of the sequences whose windows are merged per token, and the documents decoded
+    window by window."""
+    sequences: list[tuple[int, int, int]] = []
+    first_rows: list[int] = []
+    merged: dict[int, IndexArray] = {}  # sequence -> rows, where windows are merged per token
+    windowed: set[int] = set()
+    row = 0
+    for index, doc in enumerate(documents):
+        if len(doc.windows) > 1 and per_window(doc):
+            windowed.add(index)
+            for window_index, window in enumerate(doc.windows):
+                start, stop = doc.window_range(window_index)
+                sequences.append((index, start, stop))
+                first_rows.append(row + doc.content_offset)
+                row += len(window)
+            continue
+        if len(doc.windows) == 1:
+            first_rows.append(row + doc.content_offset)
+        else:
+            merged[len(sequences)] = row + merged_rows(doc)
+            first_rows.append(0)
+        sequences.append((index, 0, doc.num_tokens))
+        row += doc.window_tokens
+    table = np.array(sequences, dtype=np.int64).reshape(-1, 3)
+    return (table[:, 0].astype(np.intp), table[:, 1], table[:, 2] - table[:, 1],
+            np.array(first_rows, dtype=np.int64), merged, windowed)

@@ -18,15 +18,20 @@ from typing import Literal, NotRequired, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.aggregate import BEST_ONLY_STRATEGIES, WORD_STRATEGIES, spans_of_sequences
+from worker.text.aggregate import (
+    BEST_ONLY_STRATEGIES,
+    WORD_STRATEGIES,
+    ClassArray,
+    kept_classes,
+    spans_of_kept_tokens,
+    spans_of_sequences,
+)
 from worker.text.batch import TokenBatch
-from worker.text.characters import is_space
-from worker.text.graphemes import FIRST_JOINER as _FIRST_JOINER
-from worker.text.graphemes import ZWJ as _ZWJ
+from worker.text.characters import MAY_JOIN, SPACE, ZERO_WIDTH_JOINER, edge_flags
 from worker.text.graphemes import whole_characters
 from worker.text.kinds import Aggregation, ScoreKind
 from worker.text.schemes import OUTSIDE, LabelScheme, LabelSchemeError, parse_scheme
-from worker.text.scores import BestLabels, Stacked, WindowScores, stack
+from worker.text.scores import BestLabels, Stacked, WindowScores, round_scores, stack
 from worker.text.tokenize import EncodedText
 
 __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
@@ -34,6 +39,11 @@ __all__ = ["Entity", "EntityDecoder", "LabelSchemeError"]
 WindowMerge = Literal["context", "longest"]
 WordRules = Literal["default", "pipeline"]
 _STRATEGIES = ("none", "simple", "first", "average", "max")
+_TOKEN_STRATEGIES = ("none", "simple")
+# Which flags of the code points before a span, at its first, at its last and after it call for
+# a close look (see finalize_spans).
+_CAREFUL_FLAGS = np.array([ZERO_WIDTH_JOINER, SPACE | MAY_JOIN, SPACE | ZERO_WIDTH_JOINER, MAY_JOIN],
+                          dtype=np.uint8)[:, None]
 
 
 class Entity(TypedDict):
@@ -79,6 +89,7 @@ class EntityDecoder:
         ignored = set(ignore_labels)
         self._ignored_labels = np.array([label in ignored for label in self.scheme.labels], dtype=bool)
         self._ignored_types = np.array([name in ignored for name in self.scheme.types], dtype=bool)
+        self._kept_classes = kept_classes(aggregation, self.scheme, self._ignored_labels, self._ignored_types)
 
     def decode(self, encoded: EncodedText, window_scores: Sequence[WindowScores]) -> list[Entity]:
         """Entities of one document, in text order. ``window_scores[i]`` scores ``encoded.windows[i]``."""
@@ -88,11 +99,13 @@ class EntityDecoder:
         return result
 
     def decode_batch(
-        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores]
+        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], *,
+        score_digits: int | None = None,
     ) -> list[list[Entity] | ValueError]:
         """Entities of each document, in text order, or the ``ValueError`` that says why its scores
         cannot be decoded (a caller or engine bug; the other documents are decoded all the same).
-        ``window_scores`` scores every window of every document, in order."""
+        ``window_scores`` scores every window of every document, in order. ``score_digits``:
+        each score rounded as ``round(score, score_digits)`` rounds it (in one pass for the batch)."""
         windows = sum(len(doc.windows) for doc in documents)
         if len(window_scores) != windows:
             raise ValueError(f"{len(window_scores)} score matrices for {windows} windows")
@@ -100,16 +113,17 @@ class EntityDecoder:
             return []
         problems = self._shape_problems(documents, window_scores)
         if any(problems):
-            return self._decode_valid(documents, window_scores, problems)
+            return self._decode_valid(documents, window_scores, problems, score_digits)
         stacked = stack(window_scores, logits=self.scores == "logits")
         labels = self.scheme.num_labels
         if stacked.problem(labels):  # one pass over the whole batch's scores; then find whose they are
             problems = [stacked.problem(labels, rows) for rows in _rows_by_document(documents)]
-            return self._decode_valid(documents, window_scores, problems)
-        return list(self._decode(documents, stacked))
+            return self._decode_valid(documents, window_scores, problems, score_digits)
+        return list(self._decode(documents, stacked, score_digits))
 
     def _decode_valid(
-        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], problems: list[str]
+        self, documents: Sequence[EncodedText], window_scores: Sequence[WindowScores], problems: list[str],
+        score_digits: int | None,
     ) -> list[list[Entity] | ValueError]:
         """The documents without a problem decoded; the others get their problem as the error."""
         valid: list[int] = []
@@ -121,31 +135,41 @@ class EntityDecoder:
                 valid_scores.extend(window_scores[position : position + len(doc.windows)])
             position += len(doc.windows)
         results: list[list[Entity] | ValueError] = [ValueError(problem) for problem in problems]
-        decoded = self.decode_batch([documents[i] for i in valid], valid_scores)
+        decoded = self.decode_batch([documents[i] for i in valid], valid_scores, score_digits=score_digits)
         for index, entities in zip(valid, decoded, strict=True):
             results[index] = entities
         return results
 
-    def _decode(self, documents: Sequence[EncodedText], stacked: Stacked) -> list[list[Entity]]:
+    def _decode(self, documents: Sequence[EncodedText], stacked: Stacked,
+                score_digits: int | None) -> list[list[Entity]]:
         batch = TokenBatch.of(documents, per_window=self._per_window)
-        tokens = batch.token_scores(stacked)
-        starts_of_words = None
-        if self.aggregation in WORD_STRATEGIES:
-            starts_of_words = batch.word_starts(pipeline_rules=self.word_rules == "pipeline")
-        spans = spans_of_sequences(
-            tokens,
-            batch.sequence_of,
-            starts_of_words,
-            strategy=self.aggregation,
-            scheme=self.scheme,
-            ignored_labels=self._ignored_labels,
-            ignored_types=self._ignored_types,
-        )
+        if self.aggregation in _TOKEN_STRATEGIES and batch.one_window_each:
+            # The common case: the few tokens of kept classes, straight from the stacked rows.
+            best = stacked.best
+            if best is None:
+                assert stacked.rows is not None
+                best = BestLabels.of(stacked.rows)
+            kept = batch.kept_tokens(best, self._kept_classes)
+            spans = spans_of_kept_tokens(kept.tokens, kept.classes, kept.scores, kept.opens,
+                                         strategy=self.aggregation, scheme=self.scheme)
+        else:
+            starts_of_words = None
+            if self.aggregation in WORD_STRATEGIES:
+                starts_of_words = batch.word_starts(pipeline_rules=self.word_rules == "pipeline")
+            spans = spans_of_sequences(
+                batch.token_scores(stacked),
+                batch.sequence_start,
+                starts_of_words,
+                strategy=self.aggregation,
+                scheme=self.scheme,
+                ignored_labels=self._ignored_labels,
+                ignored_types=self._ignored_types,
+            )
         found = Found(spans.classes, spans.scores, *batch.character_spans(spans.first_tokens, spans.last_tokens))
         if batch.windowed_documents:
             found = found.take(longest_of_overlapping(found, batch.windowed_documents))
         names = self.scheme.labels if self.aggregation == "none" else self.scheme.types
-        return finalize_spans(batch, found, names)
+        return finalize_spans(batch, found, names, score_digits)
 
     def _per_window(self, encoded: EncodedText) -> bool:
         """The reference pipeline's stride merge: each window decoded alone (see
@@ -186,7 +210,7 @@ def _rows_by_document(documents: Sequence[EncodedText]) -> list[slice]:
 class Found:
     """Spans placed in their documents' texts (offsets not yet cleaned)."""
 
-    classes: npt.NDArray[np.intp]
+    classes: ClassArray
     scores: npt.NDArray[np.float32]
     documents: npt.NDArray[np.intp]
     starts: npt.NDArray[np.int64]
@@ -229,7 +253,8 @@ def longest_of_overlapping(found: Found, windowed: Collection[int]) -> npt.NDArr
     return np.array(kept_all, dtype=np.intp)
 
 
-def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str]) -> list[list[Entity]]:
+def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str],
+                   score_digits: int | None = None) -> list[list[Entity]]:
     """Each document's entities with clean spans, in this order: a span is widened so that it
     never separates a character from the marks joined to it (``graphemes``), an entity that would
     overlap the previous one starts where that one ends (two byte-level pieces of one character
@@ -242,13 +267,16 @@ def finalize_spans(batch: TokenBatch, found: Found, names: Sequence[str]) -> lis
     starts, ends = found.starts, found.ends
     # Most spans need none of the above: find, in one pass over all documents, those that might.
     # The batch's code points keep a 0 (not a space, not a joiner) before and after every text.
+    # The code points before the span, its first, its last and the one after it, in one lookup:
+    # a joiner before, whitespace or a possible joiner first, whitespace or a joiner last, or a
+    # possible joiner after makes the span one to look at closely.
     base = batch.text_base[found.documents]
-    points = batch.points
-    first, last, after = points[base + starts], points[base + ends - 1], points[base + ends]
-    joiner_near = (first >= _FIRST_JOINER) | (after >= _FIRST_JOINER) | (points[base + starts - 1] == _ZWJ)
-    careful = (ends <= starts) | joiner_near | (last == _ZWJ) | is_space(first) | is_space(last)
+    at_start, at_end = base + starts, base + ends
+    flags = edge_flags(batch.points[np.concatenate((at_start - 1, at_start, at_end - 1, at_end))])
+    careful = (flags.reshape(4, -1) & _CAREFUL_FLAGS).any(axis=0) | (ends <= starts)
     labels = [names[c] for c in found.classes.tolist()]
-    columns = found.documents.tolist(), labels, found.scores.tolist(), starts.tolist(), ends.tolist(), careful.tolist()
+    scores = found.scores.tolist() if score_digits is None else round_scores(found.scores, score_digits)
+    columns = found.documents.tolist(), labels, scores, starts.tolist(), ends.tolist(), careful.tolist()
     previous_document, previous_end, text, entities = -1, 0, "", results[0]
     for document, label, score, start, end, slow in zip(*columns, strict=True):
         if document != previous_document:

@@ -1,7 +1,7 @@
 """Label schemes read from a model's ``id2label``.
 
 Every label gets a *role* and an entity *type*. The roles drive one grouping rule that covers
-all schemes (see ``starts_group``):
+all schemes (see ``LabelScheme.continues``):
 
 - ``B-X`` (BIO/IOB1/IOB2, BIOES, BILOU): BEGIN — always opens a new entity.
 - ``I-X``: INSIDE — continues the open entity of type X, or opens one (the reference pipeline's
@@ -63,6 +63,11 @@ class LabelScheme:
     """Entity type names; ``type_of[i]`` indexes this."""
     role_of: npt.NDArray[np.int8]
     type_of: npt.NDArray[np.int32]
+    continues: npt.NDArray[np.bool_]
+    """``continues[previous, current]``: whether an item of class ``current`` right after one of
+    class ``previous`` joins its group: iff both have the same type, ``current``'s role does not
+    open a group (B-, S-) and ``previous``'s did not close one (E-, S-, L-, U-). For BIO this is
+    exactly the reference pipeline's rule (same tag and not ``B-``)."""
 
     @property
     def num_labels(self) -> int:
@@ -96,7 +101,8 @@ def parse_scheme(id2label: Mapping[int, str], *, ignore_labels: Collection[str] 
         prefix, entity_type = prefixed.get(label, ("", label))
         roles[class_id] = _ROLE_OF_PREFIX.get(prefix, Role.INSIDE)
         type_of[class_id] = types.setdefault(entity_type, len(types))
-    return LabelScheme(name, tuple(labels), tuple(types), roles, type_of)
+    continues = (type_of[:, None] == type_of[None, :]) & ~OPENS[roles][None, :] & ~CLOSES[roles][:, None]
+    return LabelScheme(name, tuple(labels), tuple(types), roles, type_of, continues)
 
 
 def _labels_by_id(id2label: Mapping[int, str]) -> list[str]:
@@ -124,18 +130,3 @@ def _scheme_name(prefixes: set[str], prefixed: Mapping[str, tuple[str, str]]) ->
     if bilou:
         return "BILOU"
     return "IO" if prefixes == {"I"} else "BIO"
-
-
-def starts_group(scheme: LabelScheme, class_ids: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
-    """For a sequence of predicted classes: True where an item starts a new entity group.
-
-    An item continues the previous item's group iff it has the same type, its role does not
-    open a group (B-, S-) and the previous role did not close one (E-, S-, L-, U-). For BIO this
-    is exactly the reference pipeline's rule (same tag and not ``B-``).
-    """
-    new = np.ones(len(class_ids), dtype=bool)
-    if len(class_ids) > 1:
-        types = scheme.type_of[class_ids]
-        roles = scheme.role_of[class_ids]
-        new[1:] = (types[1:] != types[:-1]) | OPENS[roles[1:]] | CLOSES[roles[:-1]]
-    return new

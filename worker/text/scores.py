@@ -48,15 +48,22 @@ class Stacked:
 
     def problem(self, num_labels: int, rows: slice = slice(None)) -> str:
         """Why these rows cannot be decoded: NaN scores, or best labels that are no class."""
+        # A minimum is NaN exactly where some value is: one reduction, no array of flags.
         if self.rows is not None:
-            return "the engine returned NaN scores" if np.isnan(self.rows[rows]).any() else ""
+            return "the engine returned NaN scores" if _any_nan(self.rows[rows]) else ""
         assert self.best is not None
-        if np.isnan(self.best.scores[rows]).any():
+        if _any_nan(self.best.scores[rows]):
             return "the engine returned NaN scores"
         classes = self.best.classes[rows]
-        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < num_labels:
-            return f"best labels outside 0..{num_labels - 1}"
+        if len(classes):
+            lowest = 0 if classes.dtype.kind == "u" else int(classes.min())  # unsigned ids are never negative
+            if lowest < 0 or int(classes.max()) >= num_labels:
+                return f"best labels outside 0..{num_labels - 1}"
         return ""
+
+
+def _any_nan(values: npt.NDArray[np.float32]) -> bool:
+    return bool(values.size) and bool(np.isnan(values.min()))
 
 
 def stack(window_scores: Sequence[WindowScores], *, logits: bool) -> Stacked:
@@ -67,7 +74,8 @@ def stack(window_scores: Sequence[WindowScores], *, logits: bool) -> Stacked:
         rows = concatenate(matrices, np.float32)
         return Stacked(softmax(rows) if logits else rows, None)
     best = [s if isinstance(s, BestLabels) else BestLabels.of(softmax(s) if logits else s) for s in window_scores]
-    classes = concatenate([b.classes for b in best], np.intp).astype(np.intp, copy=False)
+    # Class ids keep the engine's narrow type (uint8 for most models): they only index lookups.
+    classes = concatenate([b.classes for b in best], np.intp)
     return Stacked(None, BestLabels(classes, concatenate([b.scores for b in best], np.float32)))
 
 
@@ -76,6 +84,22 @@ def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     result: npt.NDArray[np.float32] = shifted / shifted.sum(axis=-1, keepdims=True)
     return result
+
+
+def round_scores(scores: npt.NDArray[np.float32], digits: int) -> list[float]:
+    """``[round(float(score), digits) for score in scores]``, in one pass where that gives the
+    very same floats: a float32 times ``10**digits`` (at most 29 bits for ``digits`` <= 12) is
+    exact in float64, so ``rint`` rounds the exact value half to even, as ``round`` does; and
+    the integer over ``10**digits`` is correctly rounded, as ``round``'s result is the double
+    nearest its decimal."""
+    if scores.dtype != np.float32 or not 0 <= digits <= _EXACT_DIGITS:
+        return [round(score, digits) for score in scores.tolist()]
+    scale = 10.0**digits
+    rounded: list[float] = (np.rint(scores.astype(np.float64) * scale) / scale).tolist()
+    return rounded
+
+
+_EXACT_DIGITS = 12
 
 
 def concatenate(parts: Sequence[npt.NDArray[Any]], dtype: type[_Scalar]) -> npt.NDArray[_Scalar]:

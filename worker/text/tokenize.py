@@ -16,7 +16,7 @@ import bisect
 import copy
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,26 +56,37 @@ class TokenizerFacts:
     """Id of the unknown token, or -1."""
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class EncodedText:
-    text: str
-    windows: list[list[int]]
-    """Engine inputs: at least one, each wrapped in the special tokens, at most max_length long."""
-    num_tokens: int
-    """Content tokens of the whole document (special tokens not counted)."""
-    window_starts: tuple[int, ...]
-    """Index of each window's first content token in ``token_ids``."""
-    window_content: int
-    """Content tokens per full window (max_length minus the special tokens)."""
-    content_offset: int
-    """Rows of special tokens before the content in every window."""
-    facts: TokenizerFacts
-    encoding: Any
-    """The fast tokenizer's own ``Encoding`` of the text. Ids and offsets become arrays only when
-    asked for: a tuple per token costs more than the rest of a short document's decoding, and
-    the grouping strategies need the offsets of span edges only (``Encoding.token_to_chars``)."""
-    ids: list[int]
-    _arrays: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict, repr=False)
+    """One document's tokens and engine windows. Made by ``DocumentTokenizer`` and never changed
+    after (a plain class rather than a frozen dataclass: a frozen one's constructor costs about
+    3 µs per document, a tenth of the worker's own budget for a short one)."""
+
+    __slots__ = ("_arrays", "content_offset", "encoding", "facts", "ids", "num_tokens", "text", "window_content",
+                 "window_starts", "window_tokens", "windows")
+
+    def __init__(self, text: str, windows: list[list[int]], num_tokens: int, window_starts: tuple[int, ...],
+                 window_content: int, content_offset: int, facts: TokenizerFacts, encoding: Any, ids: list[int],
+                 window_tokens: int = -1) -> None:
+        self.text = text
+        self.windows = windows
+        """Engine inputs: at least one, each wrapped in the special tokens, at most max_length long."""
+        self.num_tokens = num_tokens
+        """Content tokens of the whole document (special tokens not counted)."""
+        self.window_starts = window_starts
+        """Index of each window's first content token in ``token_ids``."""
+        self.window_content = window_content
+        """Content tokens per full window (max_length minus the special tokens)."""
+        self.content_offset = content_offset
+        """Rows of special tokens before the content in every window."""
+        self.facts = facts
+        self.encoding = encoding
+        """The fast tokenizer's own ``Encoding`` of the text. Ids and offsets become arrays only when
+        asked for: a tuple per token costs more than the rest of a short document's decoding, and
+        the grouping strategies need the offsets of span edges only (``Encoding.token_to_chars``)."""
+        self.ids = ids
+        self.window_tokens = window_tokens if window_tokens >= 0 else sum(len(window) for window in windows)
+        """Tokens of all windows together, special tokens included (what the engine scores)."""
+        self._arrays: dict[str, npt.NDArray[np.int32]] = {}
 
     @property
     def token_ids(self) -> npt.NDArray[np.int32]:
@@ -215,17 +226,19 @@ class DocumentTokenizer:
 
         A tuple of words is pre-split input (the pipeline's ``is_split_into_words``): tokenized
         word by word, its text is the words joined by single spaces (``JoinedWords``)."""
-        if all(isinstance(text, str) for text in texts):  # the common case, in one call
-            encodings = self._backend.encode_batch(list(texts), add_special_tokens=False)
-            return [self._document(str(text), encoding) for text, encoding in zip(texts, encodings, strict=True)]
+        plain = [text for text in texts if isinstance(text, str)]
+        if len(plain) == len(texts):  # the common case, in one call
+            encodings = self._backend.encode_batch(plain, add_special_tokens=False)
+            document = self._document
+            return [document(text, encoding) for text, encoding in zip(plain, encodings, strict=True)]
         results: list[EncodedText | TooLarge] = []
-        plain = iter(self.encode([text for text in texts if isinstance(text, str)]))
+        encoded = iter(self.encode(plain))
         split = [words for words in texts if not isinstance(words, str)]
         pretokenized = iter(self._backend.encode_batch([list(words) for words in split], is_pretokenized=True,
                                                        add_special_tokens=False))
         for text in texts:
             if isinstance(text, str):
-                results.append(next(plain))
+                results.append(next(encoded))
             else:
                 results.append(self._document(" ".join(text), JoinedWords(next(pretokenized), text)))
         return results
@@ -235,23 +248,17 @@ class DocumentTokenizer:
         count = len(ids)
         if count > self.max_document_tokens:
             return TooLarge(count, self.max_document_tokens)
+        prefix, suffix, content = self._prefix, self._suffix, self._content
+        if count <= content:  # one window: the common case, kept short (this runs per document)
+            window = prefix + ids + suffix
+            return EncodedText(text, [window], count, (0,), content, len(prefix), self.facts, encoding, ids,
+                               len(window))
         # Window k starts at k*step; the last is the first that reaches the end (the Rust
         # tokenizer's overflow rule), so no token is left out and no window is empty.
-        last = -(-max(count - self._content, 0) // self._step)
+        last = -(-(count - content) // self._step)
         window_starts = tuple(range(0, last * self._step + 1, self._step))
-        prefix, suffix, content = self._prefix, self._suffix, self._content
         windows = [prefix + ids[start : start + content] + suffix for start in window_starts]
-        return EncodedText(
-            text=text,
-            windows=windows,
-            num_tokens=count,
-            window_starts=window_starts,
-            window_content=content,
-            content_offset=len(prefix),
-            facts=self.facts,
-            encoding=encoding,
-            ids=ids,
-        )
+        return EncodedText(text, windows, count, window_starts, content, len(prefix), self.facts, encoding, ids)
 
 
 def model_length_limit(model_max_length: int, config: Any) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from worker.text.characters import is_space
+from worker.text.characters import CodePoints, is_space
 from worker.text.tokenize import TokenizerFacts
 
 _SPACE = 0x20
@@ -32,7 +32,7 @@ def word_starts(
     ids: npt.NDArray[np.int32],
     starts: npt.NDArray[np.int32],
     ends: npt.NDArray[np.int32],
-    around: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]] | None,
+    around: tuple[CodePoints, CodePoints] | None,
     *,
     pipeline_rules: bool = False,
 ) -> npt.NDArray[np.bool_]:

@@ -50,7 +50,7 @@ def groups(names, tags):
     """Decode one token per tag with ``simple``: (type, first token, stop token) of each entity."""
     scheme = parse_scheme(dict(enumerate(names)))
     result = spans_of_sequences(
-        TokenScores.of(probabilities(tags, names=names)), np.zeros(len(tags), np.intp), None,
+        TokenScores.of(probabilities(tags, names=names)), np.arange(len(tags)) == 0, None,
         strategy="simple", scheme=scheme,
         ignored_labels=np.array([n == "O" for n in scheme.labels]),
         ignored_types=np.array([t == "O" for t in scheme.types]),
