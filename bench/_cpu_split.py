@@ -1,10 +1,10 @@
 """Where a run's cores go: CPU seconds per role from /proc, and the GPU's busy fraction.
 
-A role is a set of root processes with all their descendants (threads are counted inside their
-process): "engine host" (the host program alone) and "engine replicas" (everything the host
-started); the benchmark's worker processes count their own. Reading every root's tree
-before and after a run gives the cores each role used over it, so a run says which resource is
-the wall without a profiler: a role at its core count is CPU-bound, a GPU near 100 % busy is not.
+Two roles are read here (threads count inside their process): "engine host" (the host program
+alone) and "engine replicas" (everything the host started); the benchmark's worker processes
+count their own. Reading them before and after a run gives the cores each role used over it, so a
+run says which resource is the wall without a profiler: a role at its core count is CPU-bound, a
+GPU near 100 % busy is not.
 """
 
 from __future__ import annotations
@@ -50,21 +50,13 @@ def _descendants(table: Mapping[int, tuple[int, float]], roots: Iterable[int]) -
     return found
 
 
-def cpu_by_role(roles: Mapping[str, tuple[Iterable[int], bool]]) -> dict[str, float]:
-    """CPU seconds so far of each role: ``name -> (root pids, with their descendants?)``."""
+def host_cpu_seconds(host_pid: int) -> dict[str, float]:
+    """CPU seconds so far of an engine host: the host program alone ("engine host"), and everything
+    it started, its replicas and their engine cores ("engine replicas"); one read of /proc."""
     table = _table()
-    result = {}
-    for name, (roots, with_descendants) in roles.items():
-        roots = list(roots)
-        pids = (set(roots) | _descendants(table, roots)) if with_descendants else set(roots)
-        result[name] = sum(table[p][1] for p in pids if p in table)
-    return result
-
-
-def host_roles(host_pid: int) -> dict[str, tuple[list[int], bool]]:
-    """The roles of an engine host: the host program, and its replicas (every descendant of it)."""
-    replicas = sorted(_descendants(_table(), [host_pid]))
-    return {"engine host": ([host_pid], False), "engine replicas": (replicas, True)}
+    host = table.get(host_pid)
+    return {"engine host": host[1] if host else 0.0,
+            "engine replicas": sum(table[pid][1] for pid in _descendants(table, [host_pid]))}
 
 
 class GpuSampler:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-Reading = Callable[[list[int]], Mapping[str, float]]
-"""CPU seconds per role, given the shard programs' pids (see ``bench._cpu_split``)."""
+Reading = Callable[[], Mapping[str, float]]
+"""CPU seconds per role so far (see ``bench._cpu_split``)."""
 
 
 def run_sharded(script: str, common: list[str], processes: int, timeout_s: float, *,
@@ -36,21 +36,20 @@ def run_sharded(script: str, common: list[str], processes: int, timeout_s: float
     children = [subprocess.Popen([sys.executable, script, "shard", *common, "--index", str(i),
                                   "--processes", str(processes), "--sync", str(sync)],
                                  env={**os.environ, **(env or {})}) for i in range(processes)]
-    pids = [c.pid for c in children]
     deadline = time.time() + timeout_s
     try:
         while sum((sync / f"ready.{i}").exists() for i in range(processes)) < processes:
             if time.time() > deadline or any(c.poll() not in (None, 0) for c in children):
                 raise RuntimeError("not every worker process came up")
             time.sleep(0.05)
-        before = dict(reading(pids)) if reading else {}
+        before = dict(reading()) if reading else {}
         released = time.time()
         (sync / "go").touch()
         while sum((sync / f"result.{i}").exists() for i in range(processes)) < processes:
             if time.time() > deadline or any(c.poll() not in (None, 0) for c in children):
                 raise RuntimeError("not every worker process finished")
             time.sleep(0.02)
-        after = dict(reading(pids)) if reading else {}
+        after = dict(reading()) if reading else {}
         span = {"wall_s": time.time() - released, "cpu_before": before, "cpu_after": after}
         return [json.loads((sync / f"result.{i}").read_text()) for i in range(processes)], span
     finally:

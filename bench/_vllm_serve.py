@@ -11,6 +11,7 @@ in it. Its log goes to a file, printed when it fails to come up.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,18 +60,22 @@ class VllmServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
-        self.__exit__(None, None, None)
+        self.stop()
         raise RuntimeError(f"vllm serve did not answer /health within {self.start_timeout_s:.0f} s:\n"
                            f"{self.log_tail()}")
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group (its API server and engine core), SIGKILL after 30 s."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
     def log_tail(self, lines: int = 60) -> str:

@@ -134,7 +134,7 @@ def phase_raw(work: Path, engine: str, args: argparse.Namespace) -> list[dict[st
 
 
 async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from bench._cpu_split import GpuSampler, cores_used, cpu_by_role, host_roles
+    from bench._cpu_split import GpuSampler, cores_used, host_cpu_seconds
     from bench._worker_path import latency, throughput
     from worker.annotator import Annotator
     from worker.engine.hf import TransformersEngine
@@ -170,14 +170,14 @@ async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.
             for active in ([k for k in (1, 2, 4, 8, 12, 16) if k < args.replicas] + [args.replicas]) if vllm else [1]:
                 if vllm:
                     engine.use_replicas(active)
-                before = cpu_by_role(host_roles(os.getpid()))
+                before = host_cpu_seconds(os.getpid())
                 t0 = time.perf_counter()
                 chunks = [windows[i : i + 512] for i in range(0, len(windows), 512)]
                 with GpuSampler() as gpu:
                     await asyncio.gather(*(engine.classify(c) for c in chunks))
                 seconds = time.perf_counter() - t0
                 # This process drives the engine ("engine host"), its replicas are its children.
-                split = {"cores": cores_used(before, cpu_by_role(host_roles(os.getpid())), seconds),
+                split = {"cores": cores_used(before, host_cpu_seconds(os.getpid()), seconds),
                          "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()}
                 rows.append(report.row(engine_name, "engine only", model, "short", [seconds],
                                        lengths, cost, PEAK_TFLOPS,
@@ -248,46 +248,24 @@ def phase_hosted(work: Path, engine_name: str, model: str, args: argparse.Namesp
     """Worker processes sharing ONE engine through the engine host, as ``NER_PROCESSES`` runs
     them: one copy of the model, batches merged across processes. The host starts once and
     serves every run of ``--hosted-runs``; each row says which cores went where."""
-    from bench._cpu_split import GpuSampler, cores_used, cpu_by_role, host_roles
-    from bench._shards import run_sharded
     from worker.engine.host import EngineHostProcess, HostedEngine
 
     settings = settings_for(engine_name, model, work, args.replicas, args.smoke, args.compiled)
     host = EngineHostProcess(environ={**os.environ, **settings_env(settings)}, max_in_flight=args.host_in_flight)
     started = time.perf_counter()
     host.start()
-    rows = []
     try:
         probe = HostedEngine.from_settings(settings, host.socket_path)
         asyncio.run(_host_up(host, probe))
-        start_s = time.perf_counter() - started
-        host_pid = host.pid or 0
-        for run in (HostedRun.parse(text) for text in args.hosted_runs.split(",")):
-            shard_args = _shard_arguments(work, engine_name, model, args, concurrency=run.concurrency)
-            common = [*shard_args, "--hosted", host.socket_path, "--passes", str(args.passes),
-                      *(["--engine-only"] if run.engine_only else [])]
-            env = {"RAYON_NUM_THREADS": str(run.threads)} if run.threads else {}
-            with GpuSampler() as gpu:
-                results, span = run_sharded(__file__, common, run.processes, timeout_s=args.shard_timeout, env=env,
-                                            reading=lambda _: cpu_by_role(host_roles(host_pid)))
-            cores = cores_used(span["cpu_before"], span["cpu_after"], span["wall_s"])
-            # The worker processes count their own CPU (they may exit before the last reading).
-            cores["stream processes"] = round(sum(r["cpu_s"] for r in results) / span["wall_s"], 2)
-            what = "engine only" if run.engine_only else "worker path"
-            extra = {"replicas": args.replicas if engine_name == "vllm" else None, "engine_host": True,
-                     "vllm_enforce_eager": settings.vllm_enforce_eager,
-                     "host_start_s": round(start_s, 1), "host_max_in_flight": args.host_in_flight,
-                     "tokenizer_threads": run.threads or "default", "passes": args.passes,
-                     "cores": cores,
-                     "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()}
-            row = _sharded_row(work, engine_name, model, args, results,
-                               f"{what}, {run.processes} processes, one engine host", extra,
-                               processes=run.processes, concurrency=run.concurrency)
-            log(f"  cores: {extra['cores']}, GPU busy {extra['gpu_busy_percent']} %")
-            rows.append(row)
+        extra = {"replicas": args.replicas if engine_name == "vllm" else None, "engine_host": True,
+                 "vllm_enforce_eager": settings.vllm_enforce_eager,
+                 "host_start_s": round(time.perf_counter() - started, 1), "host_max_in_flight": args.host_in_flight}
+        return [_measure_run(work, model, args, HostedRun.parse(text), engine_name=engine_name,
+                             engine_label=engine_name, target=["--hosted", host.socket_path], root_pid=host.pid or 0,
+                             roles={}, where="one engine host", extra=extra)
+                for text in args.hosted_runs.split(",")]
     finally:
         asyncio.run(host.stop())
-    return rows
 
 
 def phase_served(work: Path, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -303,44 +281,51 @@ def phase_served(work: Path, model: str, args: argparse.Namespace) -> list[dict[
                                *([] if args.compiled else ["--enforce-eager"])])
     try:
         with server:
-            rows = _served_runs(work, model, args, server, time.perf_counter() - started)
+            extra = {"engine": "remote", "server": "vllm serve --runner pooling",
+                     "server_start_s": round(time.perf_counter() - started, 1),
+                     "vllm_enforce_eager": not args.compiled}
+            roles = {"engine host": "vllm serve (API server)", "engine replicas": "vllm serve (engine core)"}
+            for text in args.served_runs.split(","):
+                run = HostedRun.parse(text)
+                try:
+                    rows.append(_measure_run(work, model, args, run, engine_name="vllm",
+                                             engine_label="remote (vllm serve)", target=["--remote", server.url],
+                                             root_pid=server.process.pid if server.process else 0, roles=roles,
+                                             where="vllm serve", extra=extra))
+                except RuntimeError as exc:  # a run that failed leaves the others (and the server's log) to read
+                    log(f"  run {run} failed: {exc}")
     finally:
         if args.profile_dir and server.log_path.exists():
             shutil.copy(server.log_path, Path(args.profile_dir) / "vllm-serve.log")
     return rows
 
 
-def _served_runs(work: Path, model: str, args: argparse.Namespace, server: Any, start_s: float) -> list[dict[str, Any]]:
-    from bench._cpu_split import GpuSampler, cores_used, cpu_by_role, host_roles
+def _measure_run(work: Path, model: str, args: argparse.Namespace, run: HostedRun, *, engine_name: str,
+                 engine_label: str, target: list[str], root_pid: int, roles: dict[str, str], where: str,
+                 extra: dict[str, Any]) -> dict[str, Any]:
+    """One run of worker processes against a shared engine (``target``: the shard arguments that
+    name it), with the cores of the engine's process tree rooted at ``root_pid`` (its roles
+    renamed by ``roles``) and of the worker processes, and the GPU's busy time."""
+    from bench._cpu_split import GpuSampler, cores_used, host_cpu_seconds
     from bench._shards import run_sharded
 
-    rows = []
-    server_pid = server.process.pid if server.process else 0
-    for run in (HostedRun.parse(text) for text in args.served_runs.split(",")):
-        try:
-            common = [*_shard_arguments(work, "vllm", model, args, concurrency=run.concurrency),
-                      "--remote", server.url, "--passes", str(args.passes),
-                      *(["--engine-only"] if run.engine_only else [])]
-            env = {"RAYON_NUM_THREADS": str(run.threads)} if run.threads else {}
-            with GpuSampler() as gpu:
-                results, span = run_sharded(__file__, common, run.processes, timeout_s=args.shard_timeout, env=env,
-                                            reading=lambda _: cpu_by_role(host_roles(server_pid)))
-            cores = cores_used(span["cpu_before"], span["cpu_after"], span["wall_s"])
-            cores = {"vllm serve (API server)": cores["engine host"],
-                     "vllm serve (engine core)": cores["engine replicas"],
-                     "stream processes": round(sum(r["cpu_s"] for r in results) / span["wall_s"], 2)}
-            extra = {"engine": "remote", "server": "vllm serve --runner pooling",
-                     "server_start_s": round(start_s, 1), "vllm_enforce_eager": not args.compiled,
-                     "tokenizer_threads": run.threads or "default", "passes": args.passes, "cores": cores,
-                     "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()}
-            what = "engine only" if run.engine_only else "worker path"
-            rows.append(_sharded_row(work, "remote (vllm serve)", model, args, results,
-                                     f"{what}, {run.processes} processes, vllm serve", extra,
-                                     processes=run.processes, concurrency=run.concurrency))
-            log(f"  cores: {cores}, GPU busy {extra['gpu_busy_percent']} %")
-        except RuntimeError as exc:  # a run that failed leaves the others (and the server's log) to read
-            log(f"  run {run} failed: {exc}")
-    return rows
+    common = [*_shard_arguments(work, engine_name, model, args, concurrency=run.concurrency), *target,
+              "--passes", str(args.passes), *(["--engine-only"] if run.engine_only else [])]
+    env = {"RAYON_NUM_THREADS": str(run.threads)} if run.threads else {}
+    with GpuSampler() as gpu:
+        results, span = run_sharded(__file__, common, run.processes, timeout_s=args.shard_timeout, env=env,
+                                    reading=lambda: host_cpu_seconds(root_pid))
+    measured = cores_used(span["cpu_before"], span["cpu_after"], span["wall_s"])
+    cores = {roles.get(name, name): value for name, value in measured.items()}
+    # The worker processes count their own CPU (they may exit before the last reading).
+    cores["stream processes"] = round(sum(r["cpu_s"] for r in results) / span["wall_s"], 2)
+    what = "engine only" if run.engine_only else "worker path"
+    row = _sharded_row(work, engine_name, model, args, results, f"{what}, {run.processes} processes, {where}",
+                       {**extra, "tokenizer_threads": run.threads or "default", "passes": args.passes,
+                        "cores": cores, "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()},
+                       processes=run.processes, concurrency=run.concurrency, label=engine_label)
+    log(f"  cores: {cores}, GPU busy {gpu.mean()} %")
+    return row
 
 
 async def _host_up(host: Any, probe: Any) -> None:
@@ -367,8 +352,10 @@ def _shard_arguments(work: Path, engine_name: str, model: str, args: argparse.Na
 
 
 def _sharded_row(work: Path, engine_name: str, model: str, args: argparse.Namespace, results: list[dict[str, Any]],
-                 path: str, extra: dict[str, Any], *, processes: int = 0, concurrency: int = 0) -> dict[str, Any]:
-    """One row for all processes: every document over the span from the first start to the last finish."""
+                 path: str, extra: dict[str, Any], *, processes: int = 0, concurrency: int = 0,
+                 label: str = "") -> dict[str, Any]:
+    """One row for all processes: every document over the span from the first start to the last finish
+    (``label``: the row's engine, where it is not ``engine_name``, the engine the shards were told)."""
     seconds = max(r["t1"] for r in results) - min(r["t0"] for r in results)
     lengths = [n for r in results for n in r["lengths"]]
     stages = results[0]["cpu_us_per_doc"]
@@ -380,8 +367,8 @@ def _sharded_row(work: Path, engine_name: str, model: str, args: argparse.Namesp
                 "concurrency": int(common[common.index("--concurrency") + 1]), "cpu_us_per_doc": cpu,
                 "stream_cpu_us_per_doc": round(sum(r.get("cpu_s", 0.0) for r in results) / docs * 1e6, 1),
                 "dtype": "bfloat16", "engine_start_s": round(max(r["engine_start_s"] for r in results), 1)}
-    row = report.row(engine_name, path, model, "short", [seconds], lengths, cost_of(work, model), PEAK_TFLOPS,
-                     settings, count=docs)
+    row = report.row(label or engine_name, path, model, "short", [seconds], lengths, cost_of(work, model),
+                     PEAK_TFLOPS, settings, count=docs)
     log(report.line(row))
     return row
 

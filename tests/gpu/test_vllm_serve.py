@@ -81,24 +81,21 @@ def test_annotate_command_with_the_remote_engine(server: VllmServer, model_dir: 
 def test_a_server_that_goes_away_fails_the_batch_and_readiness(model_dir: Path) -> None:
     """A server of its own, stopped mid-test (vLLM 0.26's API server has also been seen dying by
     itself under load, on a msgpack error between its processes: the module's server may be gone)."""
-    server = VllmServer(str(model_dir), dtype="float32", gpu_memory_utilization=0.2).__enter__()
-    remote = RemoteEngine(server.url, str(model_dir), max_retries=2, backoff_s=0.1, backoff_max_s=0.2,
-                          health_interval_s=0.2)
+    with VllmServer(str(model_dir), dtype="float32", gpu_memory_utilization=0.2) as server:
+        remote = RemoteEngine(server.url, str(model_dir), max_retries=2, backoff_s=0.1, backoff_max_s=0.2,
+                              health_interval_s=0.2)
 
-    async def run() -> None:
-        await remote.start()
-        try:
-            assert remote.ready()
-            assert len(await remote.classify([[101, 1000, 1001, 102]])) == 1
-            server.__exit__(None, None, None)
-            with pytest.raises(EngineError):
-                await remote.classify([[101, 1000, 1001, 102]])
-            await asyncio.sleep(0.5)
-            assert not remote.ready()
-        finally:
-            await remote.close()
+        async def run() -> None:
+            await remote.start()
+            try:
+                assert remote.ready()
+                assert len(await remote.classify([[101, 1000, 1001, 102]])) == 1
+                server.stop()
+                with pytest.raises(EngineError):
+                    await remote.classify([[101, 1000, 1001, 102]])
+                await asyncio.sleep(0.5)
+                assert not remote.ready()
+            finally:
+                await remote.close()
 
-    try:
         asyncio.run(run())
-    finally:
-        server.__exit__(None, None, None)
