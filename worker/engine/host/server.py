@@ -153,8 +153,7 @@ class EngineHost:
             self._check(lengths, ids)
         except wire.WireError as exc:
             self.stats.refused_frames += 1
-            self.stats.failed_requests += 1
-            self.metrics.failed_requests.inc()
+            self._count_failure()
             client.send(wire.ERROR, frame.request_id, f"a bad request: {exc}".encode())
             return
         request_id = frame.request_id
@@ -163,7 +162,7 @@ class EngineHost:
         def reply(kind: int, payload: bytes) -> None:  # once per request: its rows or an error
             self.metrics.inflight_requests.dec()
             if kind == wire.ERROR:
-                self.metrics.failed_requests.inc()
+                self._count_failure()
             client.send(kind, request_id, payload)
 
         request = Request(lengths, ids, reply, asyncio.get_running_loop().time())
@@ -171,6 +170,11 @@ class EngineHost:
             self._answer([request], [])
         else:
             self._merger.put(request)
+
+    def _count_failure(self) -> None:
+        """A request answered with an error: counted once, in the stats and in the metrics."""
+        self.stats.failed_requests += 1
+        self.metrics.failed_requests.inc()
 
     def refuse(self, client: ClientConnection, reason: str) -> None:
         """A frame the host cannot follow: say why and hang up (the stream cannot be resynchronised)."""
@@ -209,7 +213,6 @@ class EngineHost:
                 # One client's request may have failed everyone's batch: retry each alone.
                 await asyncio.gather(*(self._run([request]) for request in batch))
                 return
-            self.stats.failed_requests += 1
             message = str(exc) if isinstance(exc, EngineError) else f"the engine failed: {type(exc).__name__}: {exc}"
             batch[0].reply(wire.ERROR, message.encode())
             return
