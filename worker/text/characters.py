@@ -48,11 +48,3 @@ def is_space(points: CodePoints) -> npt.NDArray[np.bool_]:
     if high.any():
         result[high] = np.isin(points[high], _WHITESPACE)
     return result
-
-
-def at(points: npt.NDArray[np.uint32], positions: npt.NDArray[np.integer]) -> npt.NDArray[np.uint32]:
-    """Code points at ``positions``; 0 (not a space, not a joiner) outside the text."""
-    inside = (positions >= 0) & (positions < len(points))
-    result = np.zeros(len(positions), dtype=np.uint32)
-    result[inside] = points[positions[inside]]
-    return result
