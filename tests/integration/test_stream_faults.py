@@ -221,13 +221,24 @@ async def stop_inside_a_transaction(bootstrap: str, topic: str, pid: int, tries:
         stable, end = [(await reader.end_offsets([tp]))[tp] for reader in readers]
         return stable < end
 
+    async def transaction_left_open() -> bool:
+        # A transaction whose commit was already sent ends at the broker while the worker is
+        # stopped; only one still open a moment later is the worker's own, left to time out.
+        if not await transaction_open():
+            return False
+        await asyncio.sleep(0.5)
+        return await transaction_open()
+
     for reader in readers:
         await reader.start()
     try:
-        for _ in range(tries):
-            await asyncio.sleep(0.3)
+        for attempt in range(tries):
+            # After each SIGCONT the worker works off its backlog in one quick transaction and then
+            # idles; a fixed pause would stop it in the same idle phase every time, so the pause
+            # sweeps 0-190 ms past the restart to land inside that transaction.
+            await asyncio.sleep(0.01 * (attempt % 20))
             os.kill(pid, signal.SIGSTOP)
-            if await transaction_open():
+            if await transaction_left_open():
                 break
             os.kill(pid, signal.SIGCONT)
         else:
@@ -301,7 +312,9 @@ def test_exactly_once_goes_on_after_the_broker_aborts_a_timed_out_transaction(
                           NER_TRANSACTION_TIMEOUT_MS="2000", NER_MAX_BATCH_DOCUMENTS="32")
     assert worker.process is not None
     try:
-        with SteadyInput(kafka_bootstrap, names["in"], per_second=100) as steady:
+        # 100 documents every 0.1 s keep the worker in one transaction after another for much of
+        # each burst, so that a stop lands inside one within a few tries.
+        with SteadyInput(kafka_bootstrap, names["in"], per_second=1000) as steady:
             # Stop the worker while one of its transactions is open, and keep it stopped until the
             # broker has aborted that transaction for its 2 s timeout.
             try:
