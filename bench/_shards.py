@@ -62,7 +62,7 @@ def run_sharded(script: str, common: list[str], processes: int, timeout_s: float
 
 async def shard(args: argparse.Namespace, settings: Any) -> None:
     """One worker process: its engine, its share of the documents, released by the "go" file."""
-    from bench._worker_path import throughput
+    from bench._worker_path import LATENCY_MAX_WAIT_S, latency_samples, throughput
     from worker.annotator import Annotator
     from worker.engine.hf import TransformersEngine
     from worker.engine.vllm.engine import VllmEngine
@@ -100,15 +100,21 @@ async def shard(args: argparse.Namespace, settings: Any) -> None:
             await asyncio.sleep(0.005)
         t0 = time.time()
         cpu0 = time.process_time()
+        latencies_ms: list[float] = []
         if args.engine_only:  # token ids ready: what the engine (host) takes with no worker work around it
             result = await engine_only(engine, windows * args.passes, args.batch_docs, args.concurrency)
+        elif args.latency_rate:  # records arriving at this process's share of a steady rate
+            samples = await latency_samples(annotator, settings, mine * args.passes, rate=args.latency_rate,
+                                            seconds=args.latency_seconds, batch_docs=args.batch_docs,
+                                            max_wait_s=LATENCY_MAX_WAIT_S, concurrency=args.concurrency)
+            result, latencies_ms = {"cpu_us_per_doc": {}}, [round(float(x) * 1e3, 2) for x in samples]
         else:
             result = await throughput(annotator, settings, mine * args.passes, batch_docs=args.batch_docs,
                                       concurrency=args.concurrency)
         t1 = time.time()
         record = {"t0": t0, "t1": t1, "docs": len(mine) * args.passes, "lengths": lengths,
                   "engine_start_s": start_s, "cpu_s": time.process_time() - cpu0,
-                  "cpu_us_per_doc": result["cpu_us_per_doc"], "pid": os.getpid()}
+                  "cpu_us_per_doc": result["cpu_us_per_doc"], "pid": os.getpid(), "latencies_ms": latencies_ms}
         (sync / f"result.{args.index}.tmp").write_text(json.dumps(record))
         (sync / f"result.{args.index}.tmp").rename(sync / f"result.{args.index}")
     finally:

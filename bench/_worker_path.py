@@ -25,6 +25,9 @@ from worker.records import Document, ParseOptions, output_value, parse_value
 from worker.settings import Settings
 from worker.text.tokenize import EncodedText
 
+LATENCY_MAX_WAIT_S = 0.01
+"""How long the latency drivers let a batch's first record wait for more before it leaves."""
+
 
 @dataclass
 class StageClock:
@@ -102,6 +105,24 @@ async def throughput(annotator: Annotator, settings: Settings, values: Sequence[
 async def latency(annotator: Annotator, settings: Settings, values: Sequence[bytes], *, rate: float,
                   seconds: float, batch_docs: int, max_wait_s: float, concurrency: int) -> dict[str, Any]:
     """Per-record latency with records arriving at ``rate`` per second for ``seconds``."""
+    started = time.perf_counter()
+    samples = await latency_samples(annotator, settings, values, rate=rate, seconds=seconds, batch_docs=batch_docs,
+                                    max_wait_s=max_wait_s, concurrency=concurrency)
+    return {"rate_docs_per_s": rate, "docs": len(samples), "seconds": time.perf_counter() - started,
+            **latency_summary(samples), "batch_docs": batch_docs, "max_wait_ms": max_wait_s * 1e3,
+            "concurrency": concurrency}
+
+
+def latency_summary(samples: np.ndarray) -> dict[str, float]:
+    """p50, p99 and the largest of latencies in seconds, in milliseconds."""
+    return {"p50_ms": float(np.percentile(samples, 50) * 1e3), "p99_ms": float(np.percentile(samples, 99) * 1e3),
+            "max_ms": float(samples.max() * 1e3)}
+
+
+async def latency_samples(annotator: Annotator, settings: Settings, values: Sequence[bytes], *, rate: float,
+                          seconds: float, batch_docs: int, max_wait_s: float, concurrency: int) -> np.ndarray:
+    """Each record's latency in seconds, records arriving at ``rate`` per second (Poisson) for
+    ``seconds``; a batch leaves when it is full or its first record has waited ``max_wait_s``."""
     loop = asyncio.get_running_loop()
     count = min(len(values), max(1, int(rate * seconds)))
     rng = random.Random(7)
@@ -137,8 +158,4 @@ async def latency(annotator: Annotator, settings: Settings, values: Sequence[byt
         wake = arrivals[position] + max_wait_s if arrived > position else arrivals[position]
         await asyncio.sleep(max(0.0, min(wake, arrivals[min(arrived, count - 1)]) - now))
     await asyncio.gather(*tasks)
-    ordered = np.sort(np.array(latencies))
-    return {"rate_docs_per_s": rate, "docs": count, "seconds": loop.time() - origin,
-            "p50_ms": float(np.percentile(ordered, 50) * 1e3), "p99_ms": float(np.percentile(ordered, 99) * 1e3),
-            "max_ms": float(ordered[-1] * 1e3), "batch_docs": batch_docs, "max_wait_ms": max_wait_s * 1e3,
-            "concurrency": concurrency}
+    return np.sort(np.array(latencies))

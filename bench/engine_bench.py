@@ -135,7 +135,7 @@ def phase_raw(work: Path, engine: str, args: argparse.Namespace) -> list[dict[st
 
 async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     from bench._cpu_split import GpuSampler, cores_used, host_cpu_seconds
-    from bench._worker_path import latency, throughput
+    from bench._worker_path import LATENCY_MAX_WAIT_S, latency, throughput
     from worker.annotator import Annotator
     from worker.engine.hf import TransformersEngine
     from worker.engine.vllm.engine import VllmEngine
@@ -193,7 +193,7 @@ async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.
         log(report.line(rows[-1]))
         half = 0.5 * result["docs_per_s"]
         timing = await latency(annotator, settings, short, rate=half, seconds=args.latency_seconds,
-                               batch_docs=batch_docs, max_wait_s=0.01, concurrency=concurrency)
+                               batch_docs=batch_docs, max_wait_s=LATENCY_MAX_WAIT_S, concurrency=concurrency)
         rows[-1]["latency_at_half_load"] = timing
         log(f"  latency at {half:.0f} docs/s: p50 {timing['p50_ms']:.1f} ms, p99 {timing['p99_ms']:.1f} ms")
         mixed = load_values(work, "long-mix")
@@ -325,7 +325,30 @@ def _measure_run(work: Path, model: str, args: argparse.Namespace, run: HostedRu
                         "cores": cores, "cores_on_machine": os.cpu_count(), "gpu_busy_percent": gpu.mean()},
                        processes=run.processes, concurrency=run.concurrency, label=engine_label)
     log(f"  cores: {cores}, GPU busy {gpu.mean()} %")
+    if args.latency and not run.engine_only:
+        row["latency_at_half_load"] = _half_load_latency(common, run, row["docs_per_s"], args)
     return row
+
+
+def _half_load_latency(common: list[str], run: HostedRun, docs_per_s: float,
+                       args: argparse.Namespace) -> dict[str, Any]:
+    """The same worker processes, records arriving at half the rate they reached: each record's
+    time from its arrival to its output, over every process."""
+    import numpy as np
+
+    from bench._shards import run_sharded
+    from bench._worker_path import LATENCY_MAX_WAIT_S, latency_summary
+
+    rate = 0.5 * docs_per_s
+    env = {"RAYON_NUM_THREADS": str(run.threads)} if run.threads else {}
+    results, _ = run_sharded(__file__, [*common, "--latency-rate", str(rate / run.processes)], run.processes,
+                             timeout_s=args.shard_timeout, env=env)
+    samples = np.sort(np.array([ms for r in results for ms in r["latencies_ms"]])) / 1e3
+    timing = {"rate_docs_per_s": round(rate), "docs": int(samples.size), "seconds": args.latency_seconds,
+              **{k: round(v, 2) for k, v in latency_summary(samples).items()},
+              "max_wait_ms": LATENCY_MAX_WAIT_S * 1e3, "processes": run.processes}
+    log(f"  latency at {rate:.0f} docs/s: p50 {timing['p50_ms']:.1f} ms, p99 {timing['p99_ms']:.1f} ms")
+    return timing
 
 
 async def _host_up(host: Any, probe: Any) -> None:
@@ -426,6 +449,7 @@ def run_all(args: argparse.Namespace) -> None:
                    "--hosted-runs", args.hosted_runs, "--served-runs", args.served_runs,
                    "--host-in-flight", str(args.host_in_flight),
                    *(["--skip-worker-path"] if args.skip_worker_path else []),
+                   *(["--latency"] if args.latency else []),
                    *(["--compiled"] if args.compiled else []),
                    "--models", *models, "--profile-dir", str(out)] + (["--smoke"] if args.smoke else [])
         if args.batch_docs:
@@ -456,6 +480,8 @@ def main() -> None:
             p.add_argument("--hosted", default="", help="socket of an engine host to use instead of an own engine")
             p.add_argument("--engine-only", action="store_true", help="token ids straight to the engine")
             p.add_argument("--remote", default="", help="URL of a vLLM API server to use instead of an own engine")
+            p.add_argument("--latency-rate", type=float, default=0.0,
+                           help="records per second arriving at this process: measure latency, not throughput")
         p.add_argument("--processes", type=int, default=4, help="worker processes of the *-workers-* phases")
         p.add_argument("--shard-replicas", type=int, default=2, help="vLLM replicas per worker process there")
         p.add_argument("--shard-timeout", type=float, default=400)
@@ -473,6 +499,8 @@ def main() -> None:
         p.add_argument("--batch-docs", type=int, default=0)
         p.add_argument("--concurrency", type=int, default=0)
         p.add_argument("--latency-seconds", type=float, default=6.0)
+        p.add_argument("--latency", action="store_true",
+                       help="*-hosted-* phases: after each worker-path run, its latency at half the rate it reached")
         p.add_argument("--models", nargs="*", default=["bert", "qwen3"])
         p.add_argument("--profile-dir", default="")
         p.add_argument("--smoke", action="store_true", help="tiny model, 1 %% of the documents, CPU: checks the script")
