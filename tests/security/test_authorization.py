@@ -62,11 +62,12 @@ def prepare(broker: AclBroker, prefix: str, user: str, grants_of: list[Grant] | 
     return names
 
 
-def start(broker: AclBroker, names: dict[str, str], user: str, delivery: str, tmp_path: Path) -> WorkerProcess:
+def start(broker: AclBroker, names: dict[str, str], user: str, delivery: str, tmp_path: Path,
+          **extra: str) -> WorkerProcess:
     env = {**stream_env(names, broker.bootstrap(SASL)), "NER_SECURITY_PROTOCOL": SASL, "NER_SASL_MECHANISM": "PLAIN",
            "NER_SASL_USERNAME": user, "NER_SASL_PASSWORD": PASSWORDS[user], "NER_DELIVERY": delivery,
            "NER_TRANSACTIONAL_ID_PREFIX": names["group"], "NER_COMMIT_INTERVAL_MS": "200",
-           "NER_MAX_LENGTH": "64", "NER_STRIDE": "16", "NER_CONNECT_RETRY_TIMEOUT_S": "10"}
+           "NER_MAX_LENGTH": "64", "NER_STRIDE": "16", "NER_CONNECT_RETRY_TIMEOUT_S": "10", **extra}
     return WorkerProcess(env, tmp_path / "worker.log").start()
 
 
@@ -137,6 +138,26 @@ def test_without_write_on_the_output_topic_the_worker_stops_naming_it(acl_broker
     assert rewinds == 0  # a permission is not retried: the first refusal stops the worker
     assert committed(acl_broker, names) is None
     assert sum(acc.outputs.values()) == 0 and sum(acc.dead.values()) == 0  # no dead letter stands in for it
+
+
+def test_with_two_stream_processes_a_permission_denied_stops_the_worker_without_restarts(
+        acl_broker: AclBroker, tmp_path: Path) -> None:
+    # A restarted stream process would only meet the same denial (three times a minute, then the
+    # worker stops anyway): the first one stops the worker, as it does with one process.
+    names = prepare(acl_broker, "acl-no-write-2p", "ner-no-write", write_output=False)
+    worker = start(acl_broker, names, "ner-no-write", "at-least-once", tmp_path, NER_PROCESSES="2")
+    try:
+        code, ready, seconds = watch_until_exit(worker, timeout_s=120)
+    finally:
+        worker.kill()
+    accounting(acl_broker, names, f"no WRITE on the output, two processes exit={code} after={seconds:.1f}s",
+               outputs=0)
+    log = worker.log_path.read_text(errors="replace")
+    assert code == EXIT_UNFINISHED, worker.log()
+    assert "TOPIC_AUTHORIZATION_FAILED" in log and "a restart would meet the same refusal" in log, worker.log()
+    assert "restarting it" not in log, worker.log()
+    assert 200 not in ready, ready
+    assert committed(acl_broker, names) is None
 
 
 def test_without_read_on_the_group_the_worker_stops_naming_it(acl_broker: AclBroker, tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ HELP = "consume, annotate and publish until SIGTERM (settings from NER_* variabl
 
 EXIT_UNFINISHED = 1
 EXIT_CANNOT_START = 3
+EXIT_REFUSED = 4
+"""A stream process's status (never the worker's) for a stop on a refusal that a restart would
+meet again: its supervisor then stops the worker with ``EXIT_UNFINISHED`` rather than restart it."""
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(Supervisor(settings, count).run())
 
 
-def run_stream(settings: Settings, *, engine: Engine | None = None, report: StatusReport | None = None) -> int:
-    """Run one stream process to its end; its exit status."""
+def run_stream(settings: Settings, *, engine: Engine | None = None, report: StatusReport | None = None,
+               refused_status: int = EXIT_UNFINISHED) -> int:
+    """Run one stream process to its end; its exit status (``refused_status`` for a stop on a
+    refusal for good: a supervisor's stream processes tell it apart)."""
     from worker.stream.app import StartupError, run_worker  # heavy imports only once the settings are sound
     from worker.stream.runner import FatalStreamError
 
@@ -65,7 +70,7 @@ def run_stream(settings: Settings, *, engine: Engine | None = None, report: Stat
         return EXIT_CANNOT_START
     except FatalStreamError as exc:
         log.error("stopped without committing unfinished records: %s", exc)
-        return EXIT_UNFINISHED
+        return refused_status if exc.refused else EXIT_UNFINISHED
     except KeyboardInterrupt:
         return 130
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 from worker.engine import Engine
 from worker.logs import configure_logging
 from worker.settings import SettingsError, load_settings
-from worker.stream.command import EXIT_CANNOT_START, run_stream
+from worker.stream.command import EXIT_CANNOT_START, EXIT_REFUSED, run_stream
 from worker.stream.health import StreamStatus
 from worker.stream.member_status import REPORT_INTERVAL_S, write_report
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     async def report(status: StreamStatus) -> None:
         await report_to_supervisor(status, arguments.status_file, arguments.parent_pid)
 
-    return run_stream(settings, engine=engine, report=report)
+    return run_stream(settings, engine=engine, report=report, refused_status=EXIT_REFUSED)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from worker.records import OUTPUT_REJECTED, Rejection
 from worker.stream.entries import Outcome, Outgoing, SourceRecord
-from worker.stream.refusals import describe, is_refusal
+from worker.stream.refusals import RefusedDeadLetterError, describe, is_refusal
 from worker.stream.sink import Rewind
 from worker.stream.writer import RecordWriter
 
@@ -168,6 +168,3 @@ async def _stop_producer(producer: AIOKafkaProducer) -> None:
     except Exception as exc:  # a broken producer may fail to stop; nothing of it is still needed
         log.debug("stopping a replaced producer: %r", exc)
 
-
-class RefusedDeadLetterError(RuntimeError):
-    """The broker refuses a dead letter for good: nowhere is left to put the record."""

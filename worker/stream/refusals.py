@@ -64,6 +64,10 @@ class NotAuthorizedError(RuntimeError):
     """The broker denied the worker a permission; the message names the ACL that grants it."""
 
 
+class RefusedDeadLetterError(RuntimeError):
+    """The broker refuses a dead letter for good: nowhere is left to put the record."""
+
+
 def not_authorized(error: BaseException | None, *, reading: bool = False) -> str | None:
     """What permission the broker denied and which ACL grants it; None when ``error`` is no denial.
 

@@ -30,7 +30,7 @@ from worker.stream.entries import Annotated, Outcome, SourceRecord
 from worker.stream.health import StreamStatus
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
-from worker.stream.refusals import NotAuthorizedError, not_authorized
+from worker.stream.refusals import NotAuthorizedError, RefusedDeadLetterError, not_authorized
 from worker.stream.sink import SinkFactory
 from worker.text.tokenize import EncodedText
 from worker.tracing import BatchTrace, Tracing, now_ns
@@ -71,7 +71,23 @@ class InflightBatch:
 
 
 class FatalStreamError(RuntimeError):
-    """The worker cannot go on without risking a lost record; it stops without committing past it."""
+    """The worker cannot go on without risking a lost record; it stops without committing past it.
+
+    ``refused``: the broker refused for good (a permission denied, a dead letter that the
+    dead-letter topic will not take): a restart would meet the same refusal, so a stream process
+    of several stops the worker instead of being restarted.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+def stopping_for(fault: BaseException) -> FatalStreamError:
+    """The stop that ``fault`` calls for (raised from it), saying whether the broker refused for good."""
+    refused = (fault.refused if isinstance(fault, FatalStreamError)
+               else isinstance(fault, (NotAuthorizedError, RefusedDeadLetterError)))
+    return FatalStreamError(str(fault), refused=refused)
 
 
 class StreamRunner:
@@ -166,7 +182,7 @@ class StreamRunner:
         if self._fatal is None and publisher_task.done() and not publisher_task.cancelled():
             self._fatal = publisher_task.exception()
         if self._fatal is not None:
-            raise FatalStreamError(str(self._fatal)) from self._fatal
+            raise stopping_for(self._fatal) from self._fatal
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -181,7 +197,7 @@ class StreamRunner:
             denied = not_authorized(exc, reading=True)
             if denied is None:
                 raise
-            raise FatalStreamError(f"consuming: {denied}") from exc
+            raise FatalStreamError(f"consuming: {denied}", refused=True) from exc
         if self.tracing.enabled and fetched:
             self.tracing.poll(started_ns, [r.headers for records in fetched.values() for r in records])
         tenures = {tp: self._tenures.get(tp) for tp in fetched}
@@ -331,7 +347,7 @@ class StreamRunner:
             self.metrics.commit_failures.inc()
             denied = not_authorized(exc)
             if denied is not None:  # no later commit would pass either: the same stop as a denied write
-                self._fatal = self._fatal or FatalStreamError(f"offset commit: {denied}")
+                self._fatal = self._fatal or FatalStreamError(f"offset commit: {denied}", refused=True)
             log.warning("offset commit failed: %r", exc,
                         extra={"partitions": len(offsets), "error": repr(exc)})
             return
@@ -390,7 +406,7 @@ class StreamRunner:
             # grants the ACL): the worker stops at once, naming the ACL. The failed write is
             # never acknowledged, so nothing is committed past it; the records are read again
             # once the worker runs with the permission.
-            self._fatal = self._fatal or FatalStreamError(f"{tp.topic}-{tp.partition}: {denied}")
+            self._fatal = self._fatal or FatalStreamError(f"{tp.topic}-{tp.partition}: {denied}", refused=True)
             return
         if not self.tracker.is_assigned(tp):
             return
@@ -467,7 +483,8 @@ class StreamRunner:
         except Exception as exc:  # e.g. no transactional producer can start: stop, do not strand them
             self._fatal = self._fatal or FatalStreamError(
                 f"cannot take up the assigned partitions {sorted(f'{tp.topic}-{tp.partition}' for tp in assigned)}: "
-                f"{exc if isinstance(exc, NotAuthorizedError) else repr(exc)}")
+                f"{exc if isinstance(exc, NotAuthorizedError) else repr(exc)}",
+                refused=isinstance(exc, NotAuthorizedError))
             return
         finally:
             self._on_hold -= assigned

@@ -21,7 +21,9 @@ Lifecycle:
   fences the dead process's transactions by their partition's transactional id). The bound
   turns a crash loop into a worker exit that Kubernetes shows (CrashLoopBackOff) rather than
   hiding it. A stream process that cannot start (exit 2 or 3: settings, broker, topics) stops
-  the worker with that status: restarting cannot help.
+  the worker with that status, and one that the broker refused for good (a permission denied,
+  a dead letter its topic will not take) stops it with exit 1, as one process would: restarting
+  cannot help.
 * The engine host dying fails every stream process's batches in flight (their engine-failure
   policy applies: retries, then a stop without committing) and makes ``/readyz`` false; the
   supervisor then stops the worker (exit 1) so that the pod restarts with a fresh engine.
@@ -47,7 +49,7 @@ from worker import __version__
 from worker.http import HealthServer
 from worker.settings import Settings
 from worker.signals import stop_on_signals
-from worker.stream.command import EXIT_CANNOT_START, EXIT_UNFINISHED
+from worker.stream.command import EXIT_CANNOT_START, EXIT_REFUSED, EXIT_UNFINISHED
 from worker.stream.member_status import MemberReport, read_report
 from worker.stream.metrics import SupervisorMetrics
 
@@ -299,6 +301,10 @@ class Supervisor:
                 if code in _CANNOT_START:
                     log.error("stream process %d cannot start (exit %d): stopping the worker", member.index, code)
                     return code
+                if code == EXIT_REFUSED:
+                    log.error("stream process %d stopped on a refusal by the broker (its error above); a restart "
+                              "would meet the same refusal: stopping the worker", member.index)
+                    return EXIT_UNFINISHED
                 if not self.restarts.take():
                     log.error("stream process %d exited with %s, the restart budget (%d within %.0fs) is spent: "
                               "stopping the worker", member.index, _describe(code), MAX_RESTARTS, RESTART_WINDOW_S)

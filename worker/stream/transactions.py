@@ -27,8 +27,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from worker.records import OUTPUT_REJECTED, Rejection
 from worker.retry import Backoff
 from worker.stream.entries import Outcome, Outgoing, SourceRecord
-from worker.stream.publisher import RefusedDeadLetterError
-from worker.stream.refusals import NotAuthorizedError, describe, is_refusal, not_authorized
+from worker.stream.refusals import NotAuthorizedError, RefusedDeadLetterError, describe, is_refusal, not_authorized
 from worker.stream.sink import Rewind
 from worker.stream.writer import RecordWriter
 

@@ -178,6 +178,24 @@ def test_stream_processes_that_keep_dying_are_restarted_until_the_budget_is_spen
     assert "the restart budget (3 within 60s) is spent" in caplog.text
 
 
+_REFUSED = """
+import sys, time
+if sys.argv[1] == "1":
+    sys.exit(4)
+time.sleep(60)
+"""
+
+
+def test_a_stream_process_stopped_by_a_refusal_stops_the_worker_without_a_restart(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Exit 4: the broker refused for good (a permission denied, say); a restart would meet the same.
+    started = time.monotonic()
+    assert _supervise(monkeypatch, _REFUSED, tmp_path) == 1  # the worker's status for such a stop
+    assert not [r for r in caplog.records if r.getMessage().endswith("restarting it")]
+    assert "a restart would meet the same refusal" in caplog.text
+    assert time.monotonic() - started < 30
+
+
 _CANNOT_START = """
 import sys, time
 if sys.argv[1] == "1":

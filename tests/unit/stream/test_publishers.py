@@ -14,7 +14,8 @@ from aiokafka.errors import (
 )
 
 from tests.unit.stream.fakes import GROUP, INPUT, World, Written, documents, play, until
-from worker.stream.runner import FatalStreamError
+from worker.stream.refusals import NotAuthorizedError, RefusedDeadLetterError
+from worker.stream.runner import FatalStreamError, stopping_for
 from worker.stream.transactions import transactional_id
 
 P0 = TopicPartition(INPUT, 0)
@@ -144,8 +145,10 @@ def test_a_write_denied_by_an_acl_stops_the_worker_at_once_naming_it_and_commits
         await w.consumer.rebalance([P0])
         await until(lambda: w.runner._fatal is not None)
 
-    with pytest.raises(FatalStreamError, match=r"TOPIC_AUTHORIZATION_FAILED \(29\) for ner\.output; .* needs WRITE"):
+    denial = r"TOPIC_AUTHORIZATION_FAILED \(29\) for ner\.output; .* needs WRITE"
+    with pytest.raises(FatalStreamError, match=denial) as stop:
         play(scenario)
+    assert stop.value.refused  # no restart gets past it
     w = worlds[0]
     assert w.rewinds() == 0 and w.consumer.seeks == []  # not retried: no rewind meets the same denial again
     assert w.broker.written == [] and w.broker.group_offsets == {}
@@ -160,5 +163,18 @@ def test_an_offset_commit_denied_by_an_acl_stops_the_worker_naming_it() -> None:
         await w.consumer.rebalance([P0])
         await until(lambda: w.runner._fatal is not None)
 
-    with pytest.raises(FatalStreamError, match=r"GROUP_AUTHORIZATION_FAILED \(30\) for group; .* READ on the consumer"):
+    denial = r"GROUP_AUTHORIZATION_FAILED \(30\) for group; .* READ on the consumer"
+    with pytest.raises(FatalStreamError, match=denial) as stop:
         play(scenario)
+    assert stop.value.refused
+
+
+def test_a_stop_says_whether_the_broker_refused_for_good() -> None:
+    """A permission denied or a dead letter its topic will not take is met again after any
+    restart; other faults (an engine, a coordinator that does not answer) may pass."""
+    assert stopping_for(RefusedDeadLetterError("ner.dead-0 offset 3: MESSAGE_TOO_LARGE")).refused
+    assert stopping_for(NotAuthorizedError("TOPIC_AUTHORIZATION_FAILED")).refused
+    assert not stopping_for(TimeoutError("the group coordinator did not answer")).refused
+    assert stopping_for(FatalStreamError("consuming: denied", refused=True)).refused
+    assert not stopping_for(FatalStreamError("rewound 5 times to offset 3")).refused
+    assert "MESSAGE_TOO_LARGE" in str(stopping_for(RefusedDeadLetterError("MESSAGE_TOO_LARGE")))
