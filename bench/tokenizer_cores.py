@@ -44,7 +44,7 @@ def _encode(model: str, texts: list[str], barrier: Any) -> dict[str, float]:
                                                                  add_special_tokens=False))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"cpu_us_per_token": cpu / tokens * 1e6, "wall_us_per_token": wall / tokens * 1e6,
-            "tokens_per_doc": tokens / len(texts)}
+            "tokens_per_doc": tokens / len(texts), "chars_per_token": sum(map(len, texts)) / tokens}
 
 
 def main() -> None:
