@@ -82,8 +82,9 @@ def load_values(work: Path, name: str) -> list[bytes]:
     return [line.rstrip(b"\n") for line in (work / f"{name}.jsonl").open("rb")]
 
 
-def settings_for(engine: str, model: str, work: Path, replicas: int, smoke: bool, compiled: bool = False) -> Any:
-    """``compiled``: vLLM with torch.compile and piecewise CUDA graphs instead of eager mode."""
+def settings_for(engine: str, model: str, work: Path, replicas: int, smoke: bool, eager: bool = False) -> Any:
+    """vLLM compiled (torch.compile and piecewise CUDA graphs), as the worker runs it by
+    default; ``eager``: in eager mode instead."""
     from worker.settings import Settings
 
     qwen = model == "qwen3"
@@ -92,7 +93,7 @@ def settings_for(engine: str, model: str, work: Path, replicas: int, smoke: bool
         device="cpu" if smoke else "cuda", dtype="float32" if smoke else "bfloat16",
         max_length=8192 if qwen else 0, stride=32, engine_replicas=replicas,
         vllm_max_model_len=8192 if qwen else 0, max_batch_tokens=65536 if qwen else 131072,
-        max_document_tokens=65536, vllm_enforce_eager=not compiled,
+        max_document_tokens=65536, vllm_enforce_eager=eager,
     )
 
 
@@ -141,7 +142,7 @@ async def phase_worker(work: Path, engine_name: str, model: str, args: argparse.
     from worker.engine.vllm.engine import VllmEngine
 
     settings = settings_for("vllm" if engine_name == "vllm" else "hf", model, work, args.replicas, args.smoke,
-                            args.compiled)
+                            args.eager)
     started = time.perf_counter()
     engine: Any = (VllmEngine.from_settings(settings) if engine_name == "vllm"
                    else TransformersEngine.from_settings(settings))
@@ -250,7 +251,7 @@ def phase_hosted(work: Path, engine_name: str, model: str, args: argparse.Namesp
     serves every run of ``--hosted-runs``; each row says which cores went where."""
     from worker.engine.host import EngineHostProcess, HostedEngine
 
-    settings = settings_for(engine_name, model, work, args.replicas, args.smoke, args.compiled)
+    settings = settings_for(engine_name, model, work, args.replicas, args.smoke, args.eager)
     host = EngineHostProcess(environ={**os.environ, **settings_env(settings)}, max_in_flight=args.host_in_flight)
     started = time.perf_counter()
     host.start()
@@ -278,12 +279,12 @@ def phase_served(work: Path, model: str, args: argparse.Namespace) -> list[dict[
     server = VllmServer(str(work / MODELS[model]), dtype="float32" if args.smoke else "bfloat16",
                         gpu_memory_utilization=0.8,
                         extra=["--max-num-batched-tokens", "65536", "--max-num-seqs", "1024",
-                               *([] if args.compiled else ["--enforce-eager"])])
+                               *(["--enforce-eager"] if args.eager else [])])
     try:
         with server:
             extra = {"engine": "remote", "server": "vllm serve --runner pooling",
                      "server_start_s": round(time.perf_counter() - started, 1),
-                     "vllm_enforce_eager": not args.compiled}
+                     "vllm_enforce_eager": args.eager}
             roles = {"engine host": "vllm serve (API server)", "engine replicas": "vllm serve (engine core)"}
             for text in args.served_runs.split(","):
                 run = HostedRun.parse(text)
@@ -450,7 +451,7 @@ def run_all(args: argparse.Namespace) -> None:
                    "--host-in-flight", str(args.host_in_flight),
                    *(["--skip-worker-path"] if args.skip_worker_path else []),
                    *(["--latency"] if args.latency else []),
-                   *(["--compiled"] if args.compiled else []),
+                   *(["--eager"] if args.eager else []),
                    "--models", *models, "--profile-dir", str(out)] + (["--smoke"] if args.smoke else [])
         if args.batch_docs:
             command += ["--batch-docs", str(args.batch_docs)]
@@ -486,7 +487,8 @@ def main() -> None:
         p.add_argument("--shard-replicas", type=int, default=2, help="vLLM replicas per worker process there")
         p.add_argument("--shard-timeout", type=float, default=400)
         p.add_argument("--skip-worker-path", action="store_true", help="*-worker-* phases: the engine-only rows only")
-        p.add_argument("--compiled", action="store_true", help="vLLM without enforce_eager (compiled, CUDA graphs)")
+        p.add_argument("--eager", action="store_true",
+                       help="vLLM in eager mode (enforce_eager), not compiled with CUDA graphs as the worker's default")
         p.add_argument("--passes", type=int, default=1, help="times each worker process goes through its share")
         p.add_argument("--hosted-runs", default="p4c8",
                        help="runs of the *-hosted-* phases: pPROCESSEScCONCURRENCY[tTHREADS][e], e = engine only")
