@@ -9,9 +9,9 @@ whole batch. Python loops here run per document, per window or per span, never p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,7 @@ _SEPARATOR = "\0"  # between texts, so that a read just outside any text finds 0
 Int64Array = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)  # no slots: the per-token arrays below are built on first use and kept
 class TokenBatch:
     documents: Sequence[EncodedText]
     texts: list[str]
@@ -62,7 +62,6 @@ class TokenBatch:
     """Documents whose windows are separate sequences."""
     one_window_each: bool
     """Every document has one window: each sequence is a document, its rows follow one another."""
-    _lazy: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def of(documents: Sequence[EncodedText], *, per_window: Callable[[EncodedText], bool]) -> TokenBatch:
@@ -101,25 +100,20 @@ class TokenBatch:
             one_window_each=one_window_each,
         )
 
-    @property
+    @functools.cached_property
     def rows(self) -> IndexArray:
         """Per token: its row in the window score matrices stacked in order."""
-        rows: IndexArray | None = self._lazy.get("rows")
-        if rows is None:
-            lengths, base = self.sequence_length, self.sequence_base
-            rows = np.repeat(self.first_rows - base, lengths) + np.arange(int(lengths.sum()))
-            for sequence, sequence_rows in self.merged.items():
-                rows[base[sequence] : base[sequence] + lengths[sequence]] = sequence_rows
-            rows = self._lazy["rows"] = rows.astype(np.intp, copy=False)
-        return rows
+        lengths, base = self.sequence_length, self.sequence_base
+        rows = np.repeat(self.first_rows - base, lengths) + np.arange(int(lengths.sum()))
+        for sequence, sequence_rows in self.merged.items():
+            rows[base[sequence] : base[sequence] + lengths[sequence]] = sequence_rows
+        return rows.astype(np.intp, copy=False)
 
-    @property
+    @functools.cached_property
     def sequence_start(self) -> npt.NDArray[np.bool_]:
         """Per token of the batch: whether it is the first of its sequence."""
-        starts: npt.NDArray[np.bool_] | None = self._lazy.get("sequence_start")
-        if starts is None:
-            starts = self._lazy["sequence_start"] = np.zeros(int(self.sequence_length.sum()), dtype=bool)
-            starts[self.sequence_base[self.sequence_length > 0]] = True
+        starts = np.zeros(int(self.sequence_length.sum()), dtype=bool)
+        starts[self.sequence_base[self.sequence_length > 0]] = True
         return starts
 
     def kept_tokens(self, best: BestLabels, kept: npt.NDArray[np.bool_]) -> KeptTokens:
@@ -139,25 +133,17 @@ class TokenBatch:
         tokens = (self.sequence_base[document] + position).astype(np.intp, copy=False)
         return KeptTokens(tokens, best.classes[found], best.scores[found], position == 0)
 
-    @property
+    @functools.cached_property
     def sequences(self) -> list[tuple[int, int, int]]:
         """(document, first token, stop token) of each sequence."""
-        sequences: list[tuple[int, int, int]] | None = self._lazy.get("sequences")
-        if sequences is None:
-            firsts = self.sequence_first.tolist()
-            stops = (self.sequence_first + self.sequence_length).tolist()
-            sequences = self._lazy["sequences"] = list(zip(self.document_of_sequence.tolist(), firsts, stops,
-                                                           strict=True))
-        return sequences
+        firsts = self.sequence_first.tolist()
+        stops = (self.sequence_first + self.sequence_length).tolist()
+        return list(zip(self.document_of_sequence.tolist(), firsts, stops, strict=True))
 
-    @property
+    @functools.cached_property
     def sequence_of(self) -> IndexArray:
         """Per token of the batch: the index of its sequence."""
-        sequence_of: IndexArray | None = self._lazy.get("sequence_of")
-        if sequence_of is None:
-            sequence_of = self._lazy["sequence_of"] = np.repeat(
-                np.arange(len(self.sequence_length), dtype=np.intp), self.sequence_length)
-        return sequence_of
+        return np.repeat(np.arange(len(self.sequence_length), dtype=np.intp), self.sequence_length)
 
     def token_scores(self, stacked: Stacked) -> TokenScores:
         """Each token's best class and probability (and every label's, where the engine sent them)."""
@@ -166,22 +152,18 @@ class TokenBatch:
         assert stacked.best is not None
         return TokenScores(stacked.best.classes[self.rows], stacked.best.scores[self.rows])
 
+    @functools.cached_property
     def offsets(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Per token of the batch: code point offsets into its own text (built on first use)."""
-        offsets: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None = self._lazy.get("offsets")
-        if offsets is None:
-            docs = self.documents
-            offsets = self._lazy["offsets"] = (
-                concatenate([docs[i].starts[a:b] for i, a, b in self.sequences], np.int32),
-                concatenate([docs[i].ends[a:b] for i, a, b in self.sequences], np.int32),
-            )
-        return offsets
+        docs = self.documents
+        return (concatenate([docs[i].starts[a:b] for i, a, b in self.sequences], np.int32),
+                concatenate([docs[i].ends[a:b] for i, a, b in self.sequences], np.int32))
 
     def word_starts(self, *, pipeline_rules: bool) -> npt.NDArray[np.bool_]:
         """Where words begin, per token of the batch (see ``words``)."""
         facts = self.documents[0].facts
         ids = concatenate([self.documents[i].token_ids[a:b] for i, a, b in self.sequences], np.int32)
-        starts, ends = self.offsets()
+        starts, ends = self.offsets
         around = None
         if facts.continuation is None:
             at = self.text_base[self.document_of_sequence[self.sequence_of]] + starts
@@ -209,8 +191,8 @@ class TokenBatch:
         # before a token is its own.
         sequences = np.searchsorted(self.sequence_base, first_tokens, side="right") - 1
         documents = self.document_of_sequence[sequences]
-        if "offsets" in self._lazy:
-            starts, ends = self.offsets()
+        if "offsets" in self.__dict__:  # already built for the word strategies
+            starts, ends = self.offsets
             return documents, starts[first_tokens].astype(np.int64), ends[last_tokens].astype(np.int64)
         # Offsets of span edges only, from each document's tokenizer result: a step per span.
         shift = (self.sequence_first - self.sequence_base)[sequences]
