@@ -68,6 +68,12 @@ class RefusedDeadLetterError(RuntimeError):
     """The broker refuses a dead letter for good: nowhere is left to put the record."""
 
 
+def refused_for_good(error: BaseException) -> bool:
+    """Whether ``error`` is a refusal that no retry and no restart gets past: a permission denied,
+    or a dead letter that the dead-letter topic will not take."""
+    return isinstance(error, (NotAuthorizedError, RefusedDeadLetterError))
+
+
 def not_authorized(error: BaseException | None, *, reading: bool = False) -> str | None:
     """What permission the broker denied and which ACL grants it; None when ``error`` is no denial.
 

@@ -30,7 +30,7 @@ from worker.stream.entries import Annotated, Outcome, SourceRecord
 from worker.stream.health import StreamStatus
 from worker.stream.metrics import WorkerMetrics
 from worker.stream.offsets import OffsetTracker
-from worker.stream.refusals import NotAuthorizedError, RefusedDeadLetterError, not_authorized
+from worker.stream.refusals import NotAuthorizedError, not_authorized, refused_for_good
 from worker.stream.sink import SinkFactory
 from worker.text.tokenize import EncodedText
 from worker.tracing import BatchTrace, Tracing, now_ns
@@ -85,8 +85,7 @@ class FatalStreamError(RuntimeError):
 
 def stopping_for(fault: BaseException) -> FatalStreamError:
     """The stop that ``fault`` calls for (raised from it), saying whether the broker refused for good."""
-    refused = (fault.refused if isinstance(fault, FatalStreamError)
-               else isinstance(fault, (NotAuthorizedError, RefusedDeadLetterError)))
+    refused = fault.refused if isinstance(fault, FatalStreamError) else refused_for_good(fault)
     return FatalStreamError(str(fault), refused=refused)
 
 
@@ -484,7 +483,7 @@ class StreamRunner:
             self._fatal = self._fatal or FatalStreamError(
                 f"cannot take up the assigned partitions {sorted(f'{tp.topic}-{tp.partition}' for tp in assigned)}: "
                 f"{exc if isinstance(exc, NotAuthorizedError) else repr(exc)}",
-                refused=isinstance(exc, NotAuthorizedError))
+                refused=refused_for_good(exc))
             return
         finally:
             self._on_hold -= assigned
